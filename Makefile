@@ -1,0 +1,65 @@
+# Every target calls the chameleon CLI (or pytest); the venv is created on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+MODEL    ?= resnet18
+TARGET   ?= llvm
+TRIALS   ?= 600
+STRATEGY ?= chameleon
+SEED     ?= 0
+LOG_DIR  ?= tuning_logs/$(MODEL)/$(TARGET)
+TRACKER  ?=
+KEY      ?=
+SERVERS  ?= 2
+FARM_PORT ?= 9190
+FARM_ARGS := $(if $(TRACKER),--tracker $(TRACKER)) $(if $(KEY),--key $(KEY))
+
+.PHONY: help install tune replay report test test-fast lint bench bench-quick bench-offline farm clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@echo "  variables: MODEL=$(MODEL) TARGET=$(TARGET) TRIALS=$(TRIALS) STRATEGY=$(STRATEGY) SEED=$(SEED) TRACKER= KEY="
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install chameleon with pinned dependencies
+
+tune: $(STAMP)  ## tune MODEL for TARGET (TRIALS, STRATEGY, TRACKER, KEY), then replay the log
+	$(BIN)/chameleon tune --model $(MODEL) --target $(TARGET) --trials $(TRIALS) --strategy $(STRATEGY) --seed $(SEED) --log-dir $(LOG_DIR) $(FARM_ARGS)
+	$(BIN)/chameleon replay $(LOG_DIR)
+
+replay: $(STAMP)  ## compile LOG_DIR's best records, export and time the network
+	$(BIN)/chameleon replay $(LOG_DIR)
+
+report: $(STAMP)  ## per-task table and plot for LOG_DIR
+	$(BIN)/chameleon report $(LOG_DIR)
+
+test: $(STAMP)  ## the whole test suite (unit, property and end-to-end; ~15 min on 2 cores)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## unit and property tests only
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check chameleon tests experiments
+	$(BIN)/ruff format --check chameleon tests experiments
+
+bench: $(STAMP)  ## online benchmark, full preset (hours; runs on this machine's CPU)
+	$(BIN)/python -m experiments.bench --preset full
+
+bench-quick: $(STAMP)  ## online benchmark, quick preset (~20 min)
+	$(BIN)/python -m experiments.bench --preset quick
+
+bench-offline: $(STAMP)  ## every strategy over many seeds on the committed datasets (simulated)
+	$(BIN)/python -m experiments.bench_offline
+
+farm: $(STAMP)  ## a local farm: tracker + SERVERS CPU servers on 127.0.0.1 (Ctrl-C stops it)
+	$(BIN)/chameleon farm local --servers $(SERVERS) --port $(FARM_PORT)
+
+clean:  ## remove build outputs (keeps .venv and tuning_logs)
+	rm -rf runs .pytest_cache .ruff_cache

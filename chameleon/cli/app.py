@@ -1,0 +1,206 @@
+"""Typer application: parses flags, calls the library, prints tables."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chameleon.errors import ChameleonError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="RL-guided tensor-program autotuner on TVM.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fmt_ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.3f}"
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
+    logging.getLogger("chameleon").setLevel(logging.INFO)
+    # MetaSchedule writes its full logs to <log-dir>/logs; keep its console quiet.
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+@app.command()
+def tune(
+    model: str = typer.Option("resnet18", help="Zoo name (see `chameleon models`) or a .onnx / .pt2 file."),
+    target: str = typer.Option("llvm", help="Target name (see `chameleon targets`)."),
+    trials: int = typer.Option(256, help="Measurement budget for the network (the log's records count)."),
+    trials_per_task: int = typer.Option(0, help="Cap on new measurements per task (0: none)."),
+    trials_per_round: int = typer.Option(16, help="Candidates proposed per round."),
+    strategy: str = typer.Option("evolutionary", help="Search strategy (see `chameleon strategies`)."),
+    seed: int = typer.Option(0),
+    log_dir: Path = typer.Option(None, help="Default: tuning_logs/<model>/<target>/."),
+    batch: int = typer.Option(1),
+    image_size: int = typer.Option(0, help="Input height/width (0: the model's default)."),
+    tasks: list[str] = typer.Option([], "--task", help="Only tasks whose name contains this (repeatable)."),
+    prepack: bool = typer.Option(True, help="CPU weight prepacking (layout rewrite)."),
+    tracker: str = typer.Option(None, help="RPC tracker HOST:PORT (default: $TVM_TRACKER_HOST/PORT)."),
+    key: str = typer.Option(None, help="RPC device key on the tracker."),
+    session_timeout: float = typer.Option(60.0, help="RPC session timeout (s)."),
+    cooldown: float = typer.Option(0.0, help="Pause between measurements on a device (s)."),
+    blueprint: bool = typer.Option(True, help="Use the hardware blueprint (chameleon strategy)."),
+    warm_start: list[Path] = typer.Option([], help="Logs of other devices to pre-train the cost model on."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Tune a network's tasks into a log directory (re-run to resume)."""
+    from chameleon.cli.progress import ProgressObserver
+    from chameleon.tuning.measure import MeasureConfig
+    from chameleon.tuning.tune import TuneConfig
+    from chameleon.tuning.tune import tune as run_tune
+
+    _setup_logging(verbose)
+    config = TuneConfig(
+        model=model,
+        target=target,
+        trials=trials,
+        trials_per_task=trials_per_task or None,
+        trials_per_round=trials_per_round,
+        strategy=strategy,
+        seed=seed,
+        log_dir=log_dir,
+        batch=batch,
+        image_size=image_size or None,
+        tasks=tuple(tasks),
+        prepack=None if prepack else False,
+        measure=MeasureConfig(tracker=tracker, key=key, session_timeout_s=session_timeout, cooldown_s=cooldown),
+        blueprint=blueprint,
+        warm_start=tuple(str(p) for p in warm_start),
+    )
+    with ProgressObserver(console) as observer:
+        summary = run_tune(config, observer)
+    table = Table(title=f"tuned {summary.new_trials} new trials in {summary.wall_s:.0f} s -> {summary.log_dir}")
+    for col in ("task", "weight", "MFLOP", "best (ms)", "GFLOP/s", "trials"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for t in summary.tasks:
+        gf = f"{t.gflops:.1f}" if t.gflops else "-"
+        table.add_row(t.name, str(t.weight), f"{t.flop / 1e6:.1f}", _fmt_ms(t.best_s), gf, str(t.trials))
+    console.print(table)
+    console.print(f"time breakdown (s): {summary.breakdown_s}")
+    if summary.estimated_latency_s:
+        console.print(f"sum of weight x best kernel latency: {summary.estimated_latency_s * 1e3:.2f} ms")
+    console.print(f"next: chameleon replay {summary.log_dir}")
+
+
+@app.command()
+def replay(
+    log_dir: Path = typer.Argument(..., help="A tuning log directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    measure: bool = typer.Option(True, help="Time tuned, untuned and PyTorch builds (local targets)."),
+    output: Path = typer.Option(None, help="Where to write the library (default <log-dir>/deploy/)."),
+) -> None:
+    """Compile the network from the log's best records, export it, and time it."""
+    from chameleon.logs.replay import replay as run_replay
+
+    _setup_logging(False)
+    result = run_replay(log_dir, measure=measure, library_path=output)
+    if as_json:
+        print(json.dumps(result.to_dict()))
+        return
+    table = Table(title=f"{result.network} on {result.target} ({result.threads or '?'} threads)")
+    table.add_column("build")
+    table.add_column("latency (ms)", justify="right")
+    table.add_column("vs PyTorch", justify="right")
+    for name, value in (("tuned", result.tuned_ms), ("untuned", result.untuned_ms), ("PyTorch eager", result.torch_ms)):
+        ratio = f"{value / result.torch_ms:.2f}x" if value and result.torch_ms else "-"
+        table.add_row(name, "-" if value is None else f"{value:.2f}", ratio)
+    console.print(table)
+    console.print(f"library: {result.library}")
+    console.print(f"tuned tasks: {len(result.tuned_tasks)}; default schedule: {len(result.untuned_tasks)}")
+    for name in result.untuned_tasks:
+        console.print(f"  untuned: {name}")
+    if result.max_abs_diff is not None:
+        console.print(f"max |tuned - PyTorch| = {result.max_abs_diff:.2e}")
+
+
+@app.command()
+def report(
+    log_dir: Path = typer.Argument(..., help="A tuning log directory."),
+    png: Path = typer.Option(None, help="Plot path (default <log-dir>/report.png)."),
+) -> None:
+    """Per-task table and a plot of best latency against measurements."""
+    from chameleon.logs.report import build_report, plot_report
+
+    rep = build_report(log_dir)
+    table = Table(title=f"{rep.network} on {rep.target}: {len(rep.measurements)} measurements")
+    for col in ("task", "weight", "MFLOP", "best (ms)", "GFLOP/s", "trials", "errors"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for r in rep.rows:
+        gf = f"{r.gflops:.1f}" if r.gflops else "-"
+        table.add_row(r.name, str(r.weight), f"{r.flop / 1e6:.1f}", _fmt_ms(r.best_s), gf, str(r.trials), str(r.errors))
+    console.print(table)
+    if rep.estimated_latency_s:
+        console.print(f"sum of weight x best kernel latency: {rep.estimated_latency_s * 1e3:.2f} ms")
+    path = plot_report(rep, png or Path(log_dir) / "report.png")
+    console.print(f"plot: {path}")
+
+
+@app.command()
+def targets() -> None:
+    """List target names."""
+    from chameleon.hardware.targets import ALIASES, CPU_VARIANTS, JETSON_TAGS
+
+    table = Table(title="targets")
+    table.add_column("name")
+    table.add_column("meaning")
+    for name, desc in CPU_VARIANTS.items():
+        table.add_row(name, desc)
+    table.add_row("cuda", "a local NVIDIA GPU (or one on the farm)")
+    for name, (tag, desc) in JETSON_TAGS.items():
+        table.add_row(name, f"{desc}, TVM tag {tag}, measured through a farm")
+    for alias, name in ALIASES.items():
+        table.add_row(alias, f"= {name}")
+    console.print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the model zoo."""
+    from chameleon.models.zoo import ZOO_NAMES
+
+    console.print("zoo: " + ", ".join(ZOO_NAMES) + "   (or a path to a .onnx / .pt2 file)")
+
+
+@app.command()
+def strategies() -> None:
+    """List search strategies."""
+    from chameleon.search.registry import get_entry, strategy_names
+
+    table = Table(title="strategies")
+    table.add_column("name")
+    table.add_column("what it does")
+    for name in strategy_names():
+        table.add_row(name, get_entry(name).help)
+    console.print(table)
+
+
+def _mount_subcommands() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("chameleon.farm.cli"):  # TODO(lead): unconditional once farm lands
+        from chameleon.farm.cli import app as farm_app
+
+        app.add_typer(farm_app, name="farm", help="RPC tuning farm: tracker, servers, status.")
+
+
+def main() -> None:
+    _mount_subcommands()
+    try:
+        app()
+    except ChameleonError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
+        sys.exit(exc.exit_code)

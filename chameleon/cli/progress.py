@@ -1,0 +1,51 @@
+"""A rich progress bar for a tuning run (trials done / budget, current task, best latency)."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chameleon.logs.timeline import Measurement
+from chameleon.tuning.tune import TuneObserver
+
+
+class ProgressObserver(TuneObserver):
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]tuning"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.best: dict[str, float] = {}
+        self.errors = 0
+        self.bar = None
+
+    def __enter__(self) -> ProgressObserver:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def on_start(self, *, tasks: list, budget: int, already: int) -> None:
+        self.bar = self.progress.add_task(
+            "tune", total=budget, completed=min(already, budget), status=f"{len(tasks)} tasks, starting..."
+        )
+
+    def on_measure(self, batch: list[Measurement]) -> None:
+        for m in batch:
+            if m.ok:
+                self.best[m.task] = min(self.best.get(m.task, math.inf), m.latency_s)
+            else:
+                self.errors += 1
+        last = batch[-1]
+        best = self.best.get(last.task)
+        best_txt = f"{best * 1e3:.3f} ms" if best else "-"
+        status = f"{last.task[:40]}  best {best_txt}  errors {self.errors}"
+        self.progress.update(self.bar, advance=len(batch), status=status)

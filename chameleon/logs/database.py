@@ -1,0 +1,134 @@
+"""Open a log directory's MetaSchedule JSON database, surviving corrupt lines.
+
+The database is TVM's own two-file JSON format (``database_workload.json`` and
+``database_tuning_record.json``), so stock TVM reads it with nothing of chameleon imported.
+TVM aborts on a malformed line; a run killed mid-write or a hand-edited file must not cost the
+user every other record. :func:`repair` moves each unreadable line to ``<file>.corrupt`` (never
+deleted), warns with the file and line number, re-indexes records when a workload line had to go,
+and leaves a valid pair of files behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from chameleon.errors import ChameleonError
+
+logger = logging.getLogger(__name__)
+
+WORKLOAD_FILE = "database_workload.json"
+RECORD_FILE = "database_tuning_record.json"
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    bad_workload_lines: list[int]
+    bad_record_lines: list[int]
+    orphaned_records: int
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.bad_workload_lines or self.bad_record_lines or self.orphaned_records)
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+def _valid_workload(line: str) -> bool:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+
+
+def _valid_record(line: str) -> tuple[int, list] | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)):
+        return None
+    rec = value[1]
+    if not (isinstance(rec, list) and len(rec) >= 2 and isinstance(rec[0], list)):
+        return None
+    return value[0], rec
+
+
+def repair(log_dir: str | Path) -> RepairReport:
+    """Validate both files line by line; move bad lines aside; return what was done."""
+    log_dir = Path(log_dir)
+    wl_path, rec_path = log_dir / WORKLOAD_FILE, log_dir / RECORD_FILE
+    wl_lines, rec_lines = _read_lines(wl_path), _read_lines(rec_path)
+    bad_wl, bad_rec, orphans = [], [], 0
+    remap: dict[int, int] = {}
+    kept_wl: list[str] = []
+    for i, line in enumerate(wl_lines):
+        if not line.strip():
+            continue
+        if _valid_workload(line):
+            remap[i] = len(kept_wl)
+            kept_wl.append(line)
+        else:
+            bad_wl.append(i + 1)
+            logger.warning("%s line %d is corrupt: skipped (kept in %s.corrupt)", wl_path, i + 1, wl_path.name)
+    kept_rec: list[str] = []
+    corrupt_rec: list[str] = []
+    for i, line in enumerate(rec_lines):
+        if not line.strip():
+            continue
+        parsed = _valid_record(line)
+        if parsed is None:
+            bad_rec.append(i + 1)
+            corrupt_rec.append(line)
+            logger.warning("%s line %d is corrupt: skipped (kept in %s.corrupt)", rec_path, i + 1, rec_path.name)
+            continue
+        idx, rec = parsed
+        if idx not in remap:
+            orphans += 1
+            corrupt_rec.append(line)
+            continue
+        kept_rec.append(line if remap[idx] == idx else json.dumps([remap[idx], rec], separators=(",", ":")))
+    report = RepairReport(bad_wl, bad_rec, orphans)
+    if report.changed:
+        if orphans:
+            logger.warning("%s: %d records refer to a corrupt workload line: set aside", rec_path, orphans)
+        _append(wl_path.with_name(wl_path.name + ".corrupt"), [wl_lines[i - 1] for i in bad_wl])
+        _append(rec_path.with_name(rec_path.name + ".corrupt"), corrupt_rec)
+        _write(wl_path, kept_wl)
+        _write(rec_path, kept_rec)
+    elif rec_lines and not rec_path.read_bytes().endswith(b"\n"):
+        _write(rec_path, kept_rec)  # a complete last line without its newline: TVM appends after it
+    return report
+
+
+def _append(path: Path, lines: list[str]) -> None:
+    if lines:
+        with path.open("a", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in lines)
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp.replace(path)
+
+
+def open_database(log_dir: str | Path, *, create: bool = False):
+    """Repair (if needed) and open the log directory's ``JSONDatabase``."""
+    from tvm.s_tir import meta_schedule as ms
+
+    log_dir = Path(log_dir)
+    if not create and not (log_dir / WORKLOAD_FILE).exists():
+        raise ChameleonError(
+            f"{log_dir} is not a tuning log (no {WORKLOAD_FILE}); run `chameleon tune --log-dir {log_dir}` first"
+        )
+    log_dir.mkdir(parents=True, exist_ok=True)
+    repair(log_dir)
+    return ms.database.JSONDatabase(work_dir=str(log_dir))

@@ -1,0 +1,311 @@
+"""Plain-torch model zoo: the networks of the Chameleon paper plus a few small ones.
+
+No torchvision and no downloads: every network is defined here with random weights. Weights,
+batch-norm statistics and the example input are drawn from a seeded generator, so the same
+``(name, batch, image_size, seed)`` always gives the same module and input, and the caller's
+global torch RNG state is left untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from chameleon.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- ResNet-18
+class _BasicBlock(nn.Module):
+    def __init__(self, *, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (BasicBlock, [2, 2, 2, 2]) as in torchvision."""
+
+    def __init__(self, *, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        stages: list[nn.Module] = []
+        inplanes = 64
+        for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            stages.append(
+                nn.Sequential(
+                    _BasicBlock(inplanes=inplanes, planes=planes, stride=stride),
+                    _BasicBlock(inplanes=planes, planes=planes),
+                )
+            )
+            inplanes = planes
+        self.layers = nn.Sequential(*stages)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.layers(self.stem(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+# --------------------------------------------------------------------------- VGG-16 / AlexNet
+_VGG16_CFG: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
+)  # fmt: skip
+
+
+class VGG16(nn.Module):
+    """VGG-16 (configuration D, no batch norm) as in torchvision."""
+
+    def __init__(self, *, num_classes: int = 1000) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for item in _VGG16_CFG:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                assert isinstance(item, int)
+                layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU(inplace=True)]
+                channels = item
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+class AlexNet(nn.Module):
+    """AlexNet (single-tower variant) as in torchvision."""
+
+    def __init__(self, *, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 11, 4, 2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(),
+            nn.Linear(256 * 6 * 6, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+# --------------------------------------------------------------------------- MobileNet-V2
+def _conv_bn_relu6(inp: int, out: int, *, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(inp, out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out),
+        nn.ReLU6(inplace=True),
+    )
+
+
+class _InvertedResidual(nn.Module):
+    def __init__(self, *, inp: int, out: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = inp * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers.append(_conv_bn_relu6(inp, hidden, kernel=1))
+        layers += [
+            _conv_bn_relu6(hidden, hidden, kernel=3, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, out, 1, bias=False),
+            nn.BatchNorm2d(out),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and inp == out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return x + y if self.use_residual else y
+
+
+class MobileNetV2(nn.Module):
+    """MobileNet-V2 (width 1.0) as in torchvision."""
+
+    # (expansion t, output channels c, repeats n, first stride s)
+    _SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                 (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
+
+    def __init__(self, *, num_classes: int = 1000) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv_bn_relu6(3, 32, kernel=3, stride=2)]
+        channels = 32
+        for t, c, n, s in self._SETTINGS:
+            for i in range(n):
+                layers.append(_InvertedResidual(inp=channels, out=c, stride=s if i == 0 else 1, expand=t))
+                channels = c
+        layers.append(_conv_bn_relu6(channels, 1280, kernel=1))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+# --------------------------------------------------------------------------- tiny CNN
+class TinyCNN(nn.Module):
+    """Two conv-bn-relu blocks, a max pool, global average pool and a linear layer.
+
+    Small enough that importing, extracting tasks and compiling take a few seconds; used by
+    end-to-end tests.
+    """
+
+    def __init__(self, *, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.fc(torch.flatten(x, 1))
+
+
+# --------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class _Spec:
+    factory: Callable[[], nn.Module]
+    """Builds the network with framework-default initialisation."""
+    default_image_size: int
+    """Input height and width when the caller gives none."""
+    min_image_size: int
+    """Smallest input height/width accepted (every layer keeps a non-empty output)."""
+
+
+_SPECS: dict[str, _Spec] = {
+    "resnet18": _Spec(factory=ResNet18, default_image_size=224, min_image_size=32),
+    "vgg16": _Spec(factory=VGG16, default_image_size=224, min_image_size=32),
+    "alexnet": _Spec(factory=AlexNet, default_image_size=224, min_image_size=63),
+    "mobilenet_v2": _Spec(factory=MobileNetV2, default_image_size=224, min_image_size=32),
+    "tiny_cnn": _Spec(factory=TinyCNN, default_image_size=32, min_image_size=4),
+}
+
+ZOO_NAMES: tuple[str, ...] = tuple(_SPECS)
+"""Names accepted by :func:`build_model`."""
+
+NUM_CHANNELS = 3
+"""Every zoo network takes NCHW float32 images with this many channels."""
+
+
+def canonical_name(name: str) -> str | None:
+    """The zoo name ``name`` refers to (case and ``-``/``_`` insensitive), or None."""
+    key = name.strip().lower().replace("-", "_")
+    if key in _SPECS:
+        return key
+    squashed = key.replace("_", "")
+    return next((n for n in ZOO_NAMES if n.replace("_", "") == squashed), None)
+
+
+def _randomise(module: nn.Module, gen: torch.Generator) -> None:
+    """torchvision-style weight init plus random (non-identity) batch-norm statistics."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+                m.weight.normal_(0.0, (2.0 / fan_out) ** 0.5, generator=gen)
+                if m.bias is not None:
+                    m.bias.uniform_(-0.05, 0.05, generator=gen)
+            elif isinstance(m, nn.Linear):
+                m.weight.normal_(0.0, (1.0 / m.in_features) ** 0.5, generator=gen)
+                m.bias.uniform_(-0.05, 0.05, generator=gen)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.uniform_(-0.1, 0.1, generator=gen)
+                m.running_mean.uniform_(-0.1, 0.1, generator=gen)
+                m.running_var.uniform_(0.5, 1.5, generator=gen)
+
+
+def build_model(
+    name: str, *, batch: int = 1, image_size: int | None = None, seed: int = 0
+) -> tuple[nn.Module, torch.Tensor]:
+    """Build zoo network ``name`` in eval mode with random weights, and an example input.
+
+    The input is float32 NCHW ``(batch, 3, image_size, image_size)``; ``image_size`` defaults
+    to 224 for the ImageNet networks and 32 for ``tiny_cnn``. The classifiers end in adaptive
+    average pooling, so any size from the network's minimum upwards works.
+
+    Raises:
+        UsageError: unknown ``name``, or ``batch`` / ``image_size`` out of range.
+    """
+    key = canonical_name(name)
+    if key is None:
+        raise UsageError(f"unknown model {name!r}; valid names: {', '.join(ZOO_NAMES)}")
+    spec = _SPECS[key]
+    size = spec.default_image_size if image_size is None else image_size
+    if batch < 1:
+        raise UsageError(f"batch must be at least 1, got {batch}")
+    if size < spec.min_image_size:
+        raise UsageError(f"image size {size} is too small for {key}; use at least {spec.min_image_size}")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the factories' default init draws from the global RNG
+        module = spec.factory()
+    _randomise(module, gen)
+    module.eval()
+    example = torch.randn(batch, NUM_CHANNELS, size, size, generator=gen)
+    log.debug("built %s: batch %d, image %d, seed %d", key, batch, size, seed)
+    return module, example

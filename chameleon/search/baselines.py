@@ -1,0 +1,20 @@
+"""MetaSchedule's own strategies: the baselines every other strategy is compared with."""
+
+from __future__ import annotations
+
+from tvm.s_tir import meta_schedule as ms
+
+from chameleon.search.registry import SearchSetup, StrategyOptions, register
+
+
+@register("evolutionary", "MetaSchedule's evolutionary search with its XGBoost cost model (the baseline)")
+def evolutionary(options: StrategyOptions) -> SearchSetup:
+    return SearchSetup(strategy=ms.search_strategy.EvolutionarySearch(), cost_model="xgb")
+
+
+@register("random", "MetaSchedule's replay-trace search: uniform random samples of the design spaces")
+def random_search(options: StrategyOptions) -> SearchSetup:
+    return SearchSetup(
+        strategy=ms.search_strategy.ReplayTrace(),
+        cost_model=ms.cost_model.RandomModel(seed=options.seed),
+    )

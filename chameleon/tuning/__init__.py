@@ -1,0 +1,1 @@
+"""Wiring: network -> tasks -> MetaSchedule task scheduler with a chosen strategy -> log."""

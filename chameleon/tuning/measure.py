@@ -1,0 +1,85 @@
+"""Builder and runner for a target: local CPU, or an RPC farm through a tracker."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from chameleon.errors import UsageError
+from chameleon.hardware.targets import TargetSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeasureConfig:
+    """How candidates are measured."""
+
+    number: int = 3
+    """Runs per timing repeat (TVM EvaluatorConfig.number)."""
+    repeat: int = 1
+    """Timing repeats per candidate."""
+    min_repeat_ms: int = 40
+    """Minimum duration of one repeat; short kernels are run more often."""
+    build_timeout_s: float = 30.0
+    run_timeout_s: float = 30.0
+    tracker: str | None = None
+    """HOST:PORT of an RPC tracker; default TVM_TRACKER_HOST/TVM_TRACKER_PORT from the environment."""
+    key: str | None = None
+    """RPC device key on the tracker (default: the target's usual key)."""
+    session_timeout_s: float = 60.0
+    cooldown_s: float = 0.0
+    max_retries: int = 2
+    """Re-measure on another device when a device fails mid-measurement, at most this often."""
+
+
+def tracker_address(config: MeasureConfig) -> str | None:
+    if config.tracker:
+        return config.tracker
+    host, port = os.environ.get("TVM_TRACKER_HOST"), os.environ.get("TVM_TRACKER_PORT")
+    return f"{host}:{port}" if host and port else None
+
+
+def make_runner(spec: TargetSpec, config: MeasureConfig):
+    from tvm.s_tir import meta_schedule as ms
+
+    tracker = tracker_address(config)
+    if tracker is None:
+        if spec.needs_farm:
+            raise UsageError(
+                f"target {spec.name} is measured on a remote device: pass --tracker HOST:PORT --key KEY "
+                "(or set TVM_TRACKER_HOST/TVM_TRACKER_PORT); start a farm with `chameleon farm tracker` "
+                "and `chameleon farm server`"
+            )
+        evaluator = ms.runner.EvaluatorConfig(
+            number=config.number,
+            repeat=config.repeat,
+            min_repeat_ms=config.min_repeat_ms,
+            enable_cpu_cache_flush=False,
+        )
+        return ms.runner.LocalRunner(evaluator_config=evaluator, timeout_sec=config.run_timeout_s)
+    from chameleon.farm.runner import FarmConfig, make_farm_runner
+    from chameleon.farm.tracker import check_reachable, parse_tracker
+
+    host, port = parse_tracker(tracker)
+    check_reachable(host, port)
+    key = config.key or os.environ.get("TVM_TRACKER_KEY") or spec.farm_key
+    return make_farm_runner(
+        FarmConfig(
+            tracker_host=host,
+            tracker_port=port,
+            key=key,
+            session_timeout_s=config.session_timeout_s,
+            cooldown_s=config.cooldown_s,
+            number=config.number,
+            repeat=config.repeat,
+            min_repeat_ms=config.min_repeat_ms,
+            max_retries=config.max_retries,
+        )
+    )
+
+
+def make_builder(spec: TargetSpec):
+    from chameleon.tvm_glue.builder import PersistentBuilder
+
+    if spec.kind not in ("cpu", "gpu"):
+        raise UsageError(f"no builder for target kind {spec.kind!r}")
+    return PersistentBuilder(import_tensor_intrin=spec.kind == "gpu")

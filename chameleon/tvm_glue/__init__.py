@@ -1,0 +1,1 @@
+"""Everything that talks to TVM's Relax pipeline, builder and runner lives here."""

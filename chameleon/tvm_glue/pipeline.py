@@ -1,0 +1,136 @@
+"""Relax -> tuning tasks, and tuning database -> deployable executable.
+
+The same fusion passes run at task extraction and at compile time, so that database keys
+(structural hashes of the fused PrimFuncs) match at replay.
+
+CPU weight prepacking (``prepack=True``, the default on CPU targets): the fused PrimFuncs are
+marked with their layout-free buffers (the bound weights), so MetaSchedule's ``RewriteLayout``
+postprocessor may pick a weight layout that suits the tiling. At compile time the layout
+transform is split out of each kernel (``SplitLayoutRewritePreproc``) and, because the weights
+are bound constants, ``FoldConstant`` evaluates it once at build time: the deployed library
+takes the same inputs as the original model and carries pre-packed weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import tvm
+from tvm import relax
+from tvm.s_tir import meta_schedule as ms
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One tuning task: a fused PrimFunc and how often the network calls it."""
+
+    name: str
+    weight: int
+    mod: tvm.IRModule
+    """The dispatched PrimFunc module MetaSchedule tunes (workload key in the database)."""
+    flop: float
+    extracted: ms.ExtractedTask
+
+
+def fusion_passes(target: tvm.target.Target, *, prepack: bool) -> list[tvm.transform.Pass]:
+    try:
+        dispatch = relax.pipeline.library_dispatch_passes(target)
+    except (ValueError, AttributeError):
+        dispatch = []
+    passes = [
+        *dispatch,
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ]
+    if prepack:
+        passes.append(relax.transform.AttachAttrLayoutFreeBuffers())
+    return passes
+
+
+def prepack_default(target: tvm.target.Target) -> bool:
+    """Weight prepacking is TVM's CPU lever for convolutions; GPUs do not use it."""
+    return "cpu" in target.keys and "gpu" not in target.keys
+
+
+def fuse(mod: tvm.IRModule, target: tvm.target.Target, *, prepack: bool) -> tvm.IRModule:
+    with target, tvm.transform.PassContext(opt_level=3):
+        return tvm.transform.Sequential(fusion_passes(target, prepack=prepack))(mod)
+
+
+def extract_tasks(mod: tvm.IRModule, target: tvm.target.Target, *, prepack: bool) -> list[Task]:
+    """Fuse the network and return its tuning tasks, largest FLOP count first."""
+    fused = fuse(mod, target, prepack=prepack)
+    tasks = []
+    for t in ms.relax_integration.extract_tasks(fused, target):
+        prim = t.dispatched[0]
+        try:
+            flop = float(tvm.s_tir.analysis.estimate_tir_flops(prim))
+        except Exception:  # noqa: BLE001 - ops without a FLOP estimate
+            flop = 0.0
+        tasks.append(Task(name=t.task_name, weight=int(t.weight), mod=prim, flop=flop, extracted=t))
+    tasks.sort(key=lambda t: -t.flop * t.weight)
+    logger.info("extracted %d tasks (total weight %d)", len(tasks), sum(t.weight for t in tasks))
+    return tasks
+
+
+def compile_tuned(
+    mod: tvm.IRModule, target: tvm.target.Target, database: ms.Database | None, *, prepack: bool
+) -> tvm.runtime.Executable:
+    """``compile_relax`` with weight prepacking: apply the best records, default-schedule the rest.
+
+    With ``database=None`` this is the untuned build (TVM's default schedules for the target).
+    """
+    from tvm.s_tir import dlight as dl
+
+    is_gpu = relax.pipeline.BackendDispatcher.is_gpu_target(target)
+    lower, finalize = _lowering_passes(target)
+
+    @tvm.transform.module_pass(opt_level=3)
+    def _pipeline(m: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        m = tvm.transform.Sequential(fusion_passes(target, prepack=prepack and database is not None))(m)
+        if database is not None:
+            m = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(m)
+            if prepack:
+                m = tvm.transform.Sequential(
+                    [relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()]
+                )(m)
+        if is_gpu:
+            m = dl.ApplyDefaultSchedule(
+                dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()
+            )(m)
+        return tvm.transform.Sequential(lower + finalize)(m)
+
+    if database is None:
+        with target, tvm.transform.PassContext(opt_level=3):
+            return relax.build(mod, target=target, relax_pipeline=_pipeline)
+    with target, database, tvm.transform.PassContext(opt_level=3):
+        return relax.build(mod, target=target, relax_pipeline=_pipeline)
+
+
+def _lowering_passes(target: tvm.target.Target) -> tuple[list, list]:
+    """The target's lowering and finalize passes.
+
+    TVM 0.27's ``relax.pipeline.dataflow_lower_passes`` fails for CPU targets (its cpu_generic
+    package forgets to export the function), so CPU targets take it from the module directly.
+    """
+    try:
+        return relax.pipeline.dataflow_lower_passes(target), relax.pipeline.finalize_passes(target)
+    except AttributeError:
+        from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+        return cpu.dataflow_lower_passes(target), cpu.finalize_passes(target)
+
+
+def tuned_functions(mod: tvm.IRModule, target: tvm.target.Target, database: ms.Database, *, prepack: bool):
+    """Names of the network's tasks that the database has a record for, and those it lacks."""
+    tuned, untuned = [], []
+    for task in extract_tasks(mod, target, prepack=prepack):
+        has = database.has_workload(task.mod) and database.get_top_k(database.commit_workload(task.mod), 1)
+        (tuned if has else untuned).append(task.name)
+    return tuned, untuned
