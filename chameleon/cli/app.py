@@ -13,7 +13,9 @@ from rich.table import Table
 
 from chameleon.errors import ChameleonError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="RL-guided tensor-program autotuner on TVM.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="RL-guided tensor-program autotuner on TVM."
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -77,13 +79,17 @@ def tune(
         image_size=image_size or None,
         tasks=tuple(tasks),
         prepack=None if prepack else False,
-        measure=MeasureConfig(tracker=tracker, key=key, session_timeout_s=session_timeout, cooldown_s=cooldown),
+        measure=MeasureConfig(
+            tracker=tracker, key=key, session_timeout_s=session_timeout, cooldown_s=cooldown
+        ),
         blueprint=blueprint,
         warm_start=tuple(str(p) for p in warm_start),
     )
     with ProgressObserver(console) as observer:
         summary = run_tune(config, observer)
-    table = Table(title=f"tuned {summary.new_trials} new trials in {summary.wall_s:.0f} s -> {summary.log_dir}")
+    table = Table(
+        title=f"tuned {summary.new_trials} new trials in {summary.wall_s:.0f} s -> {summary.log_dir}"
+    )
     for col in ("task", "weight", "MFLOP", "best (ms)", "GFLOP/s", "trials"):
         table.add_column(col, justify="left" if col == "task" else "right")
     for t in summary.tasks:
@@ -115,7 +121,11 @@ def replay(
     table.add_column("build")
     table.add_column("latency (ms)", justify="right")
     table.add_column("vs PyTorch", justify="right")
-    for name, value in (("tuned", result.tuned_ms), ("untuned", result.untuned_ms), ("PyTorch eager", result.torch_ms)):
+    for name, value in (
+        ("tuned", result.tuned_ms),
+        ("untuned", result.untuned_ms),
+        ("PyTorch eager", result.torch_ms),
+    ):
         ratio = f"{value / result.torch_ms:.2f}x" if value and result.torch_ms else "-"
         table.add_row(name, "-" if value is None else f"{value:.2f}", ratio)
     console.print(table)
@@ -141,12 +151,64 @@ def report(
         table.add_column(col, justify="left" if col == "task" else "right")
     for r in rep.rows:
         gf = f"{r.gflops:.1f}" if r.gflops else "-"
-        table.add_row(r.name, str(r.weight), f"{r.flop / 1e6:.1f}", _fmt_ms(r.best_s), gf, str(r.trials), str(r.errors))
+        table.add_row(
+            r.name, str(r.weight), f"{r.flop / 1e6:.1f}", _fmt_ms(r.best_s), gf, str(r.trials), str(r.errors)
+        )
     console.print(table)
     if rep.estimated_latency_s:
         console.print(f"sum of weight x best kernel latency: {rep.estimated_latency_s * 1e3:.2f} ms")
     path = plot_report(rep, png or Path(log_dir) / "report.png")
     console.print(f"plot: {path}")
+
+
+@app.command()
+def record(
+    model: str = typer.Option("resnet18", help="Zoo name or a .onnx / .pt2 file."),
+    target: str = typer.Option("llvm"),
+    tasks: list[str] = typer.Option(..., "--task", help="Task name substring or index (repeatable)."),
+    per_task: int = typer.Option(1000, help="Measurements per task (half random, half evolutionary)."),
+    out: Path = typer.Option(None, help="Dataset directory (default experiments/datasets/<model>-<target>)."),
+    trials_per_round: int = typer.Option(64),
+    seed: int = typer.Option(0),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Measure a broad set of configurations of chosen tasks as a replay dataset (resumable)."""
+    from chameleon.tuning.record import default_dataset_dir
+    from chameleon.tuning.record import record as run_record
+    from chameleon.tuning.tune import TuneConfig
+
+    _setup_logging(verbose)
+    base = TuneConfig(
+        model=model,
+        target=target,
+        tasks=tuple(tasks),
+        seed=seed,
+        trials_per_round=trials_per_round,
+        log_dir=out or default_dataset_dir(model, target),
+    )
+    for summary in run_record(base=base, per_task=per_task, observer=_Reprinting(console)):
+        console.print(f"{summary.new_trials} new measurements in {summary.wall_s:.0f} s -> {summary.log_dir}")
+
+
+class _Reprinting:
+    """A progress observer that starts a fresh bar for each phase."""
+
+    def __init__(self, console: Console) -> None:
+        from chameleon.cli.progress import ProgressObserver
+
+        self.console = console
+        self.current: ProgressObserver | None = None
+
+    def on_start(self, **kwargs) -> None:
+        from chameleon.cli.progress import ProgressObserver
+
+        if self.current is not None:
+            self.current.__exit__(None, None, None)
+        self.current = ProgressObserver(self.console).__enter__()
+        self.current.on_start(**kwargs)
+
+    def on_measure(self, batch) -> None:
+        self.current.on_measure(batch)
 
 
 @app.command()
@@ -189,6 +251,9 @@ def strategies() -> None:
 
 
 def _mount_subcommands() -> None:
+    from chameleon.cli.hardware import app as blueprints_app
+
+    app.add_typer(blueprints_app, name="blueprints", help="Hardware blueprints (Glimpse).")
     import importlib.util
 
     if importlib.util.find_spec("chameleon.farm.cli"):  # TODO(lead): unconditional once farm lands

@@ -286,6 +286,11 @@ class LocalFarm:
         return connect_host(self.host), self._tracker.port
 
     @property
+    def processes(self) -> list[FarmProcess]:
+        """The tracker and the servers, as started (killed ones included)."""
+        return list(self._started)
+
+    @property
     def process_groups(self) -> list[int]:
         """Process-group ids of every process this farm started (stopped ones included)."""
         return [p.pid for p in self._started]

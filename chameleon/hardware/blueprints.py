@@ -222,47 +222,49 @@ def peak_gflops(bp: Blueprint) -> float:
     return bp.num("cores") * lanes * bp.num("fma_units_per_core") * 2 * bp.num("clock_mhz") / 1e3
 
 
-def _cc(bp: Blueprint) -> float:
-    return float(bp.fields["compute_capability"])
+# Embedded numbers and their reference range (low, high): v -> log(v / low) / log(high / low), so
+# the range maps to [0, 1] (clipped to [-1, 2]). Entries shared by both kinds come first.
+_REFS: dict[tuple[str, ...], dict[str, tuple[float, float]]] = {
+    KINDS: {
+        "clock_mhz": (500, 5000),
+        "memory_bandwidth_gbs": (10, 4000),
+        "peak_gflops": (50, 100000),
+        "ridge_flops_per_byte": (1, 100),
+    },
+    ("gpu",): {
+        "sm_count": (1, 256),
+        "cores_per_sm": (32, 256),
+        "max_threads_per_block": (256, 2048),
+        "warp_size": (16, 64),
+        "max_shared_memory_per_block_kb": (16, 256),
+        "max_shared_memory_per_block_optin_kb": (16, 256),
+        "shared_memory_per_sm_kb": (16, 256),
+        "registers_per_block": (16384, 131072),
+        "registers_per_sm": (16384, 131072),
+        "max_registers_per_thread": (64, 512),
+        "l2_cache_kb": (128, 131072),
+        "compute_capability": (5.0, 12.0),
+    },
+    ("cpu",): {
+        "cores": (1, 128),
+        "simd_width_bits": (128, 512),
+        "fma_units_per_core": (1, 4),
+        "l1d_kb": (16, 128),
+        "l2_kb": (128, 4096),
+        "l3_kb": (1024, 524288),
+    },
+}
+_SLOTS = tuple((key, kinds, lo, hi) for kinds, refs in _REFS.items() for key, (lo, hi) in refs.items())
 
 
-_Getter = Any  # Callable[[Blueprint], float]
-# (feature name, kinds that have it, value getter, reference low, reference high): a value v becomes
-# log(v / low) / log(high / low), so the reference range maps to [0, 1] (clipped to [-1, 2]).
-_SLOTS: tuple[tuple[str, tuple[str, ...], _Getter, float, float], ...] = (
-    ("clock_mhz", KINDS, lambda b: b.num("clock_mhz"), 500, 5000),
-    ("memory_bandwidth_gbs", KINDS, lambda b: b.num("memory_bandwidth_gbs"), 10, 4000),
-    ("peak_gflops", KINDS, peak_gflops, 50, 100000),
-    ("ridge_flops_per_byte", KINDS, lambda b: peak_gflops(b) / b.num("memory_bandwidth_gbs"), 1, 100),
-    *(
-        (k, ("gpu",), (lambda key: lambda b: b.num(key))(k), lo, hi)
-        for k, lo, hi in (
-            ("sm_count", 1, 256),
-            ("cores_per_sm", 32, 256),
-            ("max_threads_per_block", 256, 2048),
-            ("warp_size", 16, 64),
-            ("max_shared_memory_per_block_kb", 16, 256),
-            ("max_shared_memory_per_block_optin_kb", 16, 256),
-            ("shared_memory_per_sm_kb", 16, 256),
-            ("registers_per_block", 16384, 131072),
-            ("registers_per_sm", 16384, 131072),
-            ("max_registers_per_thread", 64, 512),
-            ("l2_cache_kb", 128, 131072),
-        )
-    ),
-    ("compute_capability", ("gpu",), _cc, 5.0, 12.0),
-    *(
-        (k, ("cpu",), (lambda key: lambda b: b.num(key))(k), lo, hi)
-        for k, lo, hi in (
-            ("cores", 1, 128),
-            ("simd_width_bits", 128, 512),
-            ("fma_units_per_core", 1, 4),
-            ("l1d_kb", 16, 128),
-            ("l2_kb", 128, 4096),
-            ("l3_kb", 1024, 524288),
-        )
-    ),
-)
+def _slot_value(bp: Blueprint, key: str) -> float:
+    if key == "peak_gflops":
+        return peak_gflops(bp)
+    if key == "ridge_flops_per_byte":
+        return peak_gflops(bp) / bp.num("memory_bandwidth_gbs")
+    return bp.num(key)  # compute_capability "8.7" -> 8.7
+
+
 EMBEDDING_FEATURES: tuple[str, ...] = (
     *(f"kind={k}" for k in KINDS),
     *(s[0] for s in _SLOTS),
@@ -280,9 +282,9 @@ def embedding(bp: Blueprint) -> np.ndarray:
     vec = np.zeros(EMBEDDING_DIM, dtype=np.float32)
     vec[KINDS.index(bp.kind)] = 1.0
     base = len(KINDS)
-    for i, (_, kinds, get, lo, hi) in enumerate(_SLOTS):
+    for i, (key, kinds, lo, hi) in enumerate(_SLOTS):
         if bp.kind in kinds:
-            v = max(float(get(bp)), 1e-9)
+            v = max(_slot_value(bp, key), 1e-9)
             vec[base + i] = min(max(math.log(v / lo) / math.log(hi / lo), -1.0), 2.0)
     isa = bp.fields.get("isa")
     if isa in ISAS:
@@ -314,8 +316,9 @@ def blueprint_for_target(target: Mapping[str, Any] | Any) -> Blueprint:
 
     Rules, first match wins:
 
-    1. ``tag`` equals a table entry's ``tvm_tag`` -> that entry (``Target(tag).export()`` drops
-       the tag, so the rules below also recognise exported tags).
+    1. ``tag`` equals a table entry's ``tvm_tag`` -> that entry. ``Target(tag).export()`` drops
+       the tag; rule 2 recognises most exported tags, but keep ``"tag"`` in the dict to tell
+       apart boards whose exports are identical (jetson-tx1 / jetson-nano, rtx-3090 / rtx-3080).
     2. ``kind == "cuda"``: ``arch`` ``sm_XY[a]`` -> the GPU entries with compute capability
        ``X.Y``. With several, the first whose tag's own export agrees with the target on
        ``max_shared_memory_per_block``, ``registers_per_block``, ``l2_cache_size_bytes`` and the

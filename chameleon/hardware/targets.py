@@ -102,7 +102,8 @@ def resolve_target(name: str) -> TargetSpec:
         tag, desc = JETSON_TAGS[key]
         import tvm
 
-        tj = dict(tvm.target.Target(tag).export())
+        # export() drops the tag; keep it so blueprints resolve to the exact board.
+        tj = {**dict(tvm.target.Target(tag).export()), "tag": tag}
         return TargetSpec(key, tj, "gpu", True, key, desc)
     raise UsageError(f"unknown target {name!r}; valid targets: {', '.join(target_names())}")
 

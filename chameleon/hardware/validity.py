@@ -37,6 +37,10 @@ CPU rules, on the unlowered loops:
   innermost tile is the smallest loop subtree below the parallel loops in which every non-trivial
   block axis varies; the bytes it touches (cache-line granular in the last dimension) over
   ``working_set_l2_factor`` x the per-core L2.
+
+TIR is walked with ``tvm_ffi.structural_visit`` / ``structural_walk``: TVM 0.27 has no
+``tvm.tirx.stmt_functor`` (``post_order_visit`` is gone), and buffers are ``Var`` s typed
+``BufferType`` (``region.source`` of a block's reads/writes is the buffer).
 """
 
 from __future__ import annotations
@@ -226,33 +230,41 @@ def _check_gpu(name: str, func: Any, bp: Blueprint, cfg: ValidityConfig) -> list
     lowered = _lower_for_gpu(name, func)
     roots, host_stores = _kernels((lowered or func).body)
     out: list[Violation] = []
+
+    def add(rule: str, hard: bool, detail: str) -> None:
+        out.append(Violation(rule=rule, hard=hard, detail=detail))
+
     if host_stores and lowered is not None:
-        out.append(Violation(rule="unbound_loops", hard=True, detail=f"{name}: {host_stores} stores run outside any thread binding"))
+        add("unbound_loops", True, f"{name}: {host_stores} stores run outside any thread binding")
     warp = int(bp.num("warp_size"))
+    limit = int(bp.num("max_threads_per_block"))
+    static_lim = int(bp.num("max_shared_memory_per_block_kb") * 1024)
+    optin_lim = int(bp.num("max_shared_memory_per_block_optin_kb") * 1024)
     for i, root in enumerate(roots):
         k = _scan_kernel(root)
         where = f"{name} kernel {i}"
         threads = math.prod(k.extents.get(f"threadIdx.{a}", 1) for a in "xyz")
-        limit = int(bp.num("max_threads_per_block"))
         if threads > limit:
-            out.append(Violation(rule="threads_per_block", hard=True, detail=f"{where}: {threads} threads per block > {limit}"))
+            add("threads_per_block", True, f"{where}: {threads} threads per block > {limit}")
         if threads % warp:
-            out.append(Violation(rule="warp_multiple", hard=False, detail=f"{where}: {threads} threads per block is not a multiple of the warp ({warp})"))
+            add("warp_multiple", False, f"{where}: {threads} threads per block, not a multiple of {warp}")
         if lowered is None:
             continue
         static = k.scope_bytes.get("shared", 0)
         total = static + k.scope_bytes.get("shared.dyn", 0)
-        static_lim = int(bp.num("max_shared_memory_per_block_kb") * 1024)
-        optin_lim = int(bp.num("max_shared_memory_per_block_optin_kb") * 1024)
         if static > static_lim:
-            out.append(Violation(rule="shared_memory", hard=True, detail=f"{where}: {static} B static shared memory > {static_lim} B"))
+            add("shared_memory", True, f"{where}: {static} B static shared memory > {static_lim} B")
         elif total > optin_lim:
-            out.append(Violation(rule="shared_memory", hard=True, detail=f"{where}: {total} B shared memory > {optin_lim} B (opt-in maximum)"))
+            add("shared_memory", True, f"{where}: {total} B shared memory > {optin_lim} B (opt-in maximum)")
         regs = -(-k.scope_bytes.get("local", 0) // 4) + cfg.register_overhead
         rounded = -(-max(threads, 1) // warp) * warp
         budget = min(int(bp.num("max_registers_per_thread")), int(bp.num("registers_per_block")) // rounded)
         if regs > budget:
-            out.append(Violation(rule="register_pressure", hard=False, detail=f"{where}: ~{regs} registers per thread > {budget} ({threads} threads)"))
+            add(
+                "register_pressure",
+                False,
+                f"{where}: ~{regs} registers per thread > {budget} ({threads} threads)",
+            )
     return out
 
 
@@ -304,7 +316,9 @@ def _vector_rule(loop: Any, bp: Blueprint, cfg: ValidityConfig) -> Violation | N
     width, simd = lanes * bits[0], int(bp.num("simd_width_bits"))
     what = f"loop {loop.loop_var}: {lanes} lanes x {bits[0]} bits = {width} bits on {simd}-bit SIMD"
     if width > cfg.max_vector_factor * simd:
-        return Violation(rule="vector_width", hard=False, detail=f"{what} (> {cfg.max_vector_factor:g} registers)")
+        return Violation(
+            rule="vector_width", hard=False, detail=f"{what} (> {cfg.max_vector_factor:g} registers)"
+        )
     if width % simd and simd % width:
         return Violation(rule="vector_width", hard=False, detail=f"{what} (neither a multiple nor a divisor)")
     return None
@@ -335,11 +349,15 @@ def _working_set_rule(realize: Any, loops: list[Any], bp: Blueprint, cfg: Validi
             first = i
             break
     dom = {
-        lp.loop_var: sym.IntervalSet(lp.min, lp.min + lp.extent - 1) if i >= first else sym.IntervalSet(lp.min, lp.min)
+        lp.loop_var: sym.IntervalSet(lp.min, lp.min + lp.extent - 1)
+        if i >= first
+        else sym.IntervalSet(lp.min, lp.min)
         for i, lp in enumerate(loops)
     }
     ana = sym.Analyzer()
-    var_dom = {iv.var: ana.int_set(val, dom) for iv, val in zip(block.iter_vars, realize.iter_values, strict=True)}
+    var_dom = {
+        iv.var: ana.int_set(val, dom) for iv, val in zip(block.iter_vars, realize.iter_values, strict=True)
+    }
     per_buffer: dict[str, int] = {}
     for region in [*block.reads, *block.writes]:
         size = _region_bytes(region, var_dom, ana, cfg.cache_line_bytes)
@@ -363,7 +381,9 @@ def _uses(expr: Any, var: Any) -> bool:
     import tvm_ffi
     from tvm import ir
 
-    hit = tvm_ffi.structural_walk(expr, [(ir.Var, lambda x: tvm_ffi.VisitInterrupt(x) if x.same_as(var) else None)])
+    hit = tvm_ffi.structural_walk(
+        expr, [(ir.Var, lambda x: tvm_ffi.VisitInterrupt(x) if x.same_as(var) else None)]
+    )
     return hit is not None
 
 

@@ -77,7 +77,9 @@ def repair(log_dir: str | Path) -> RepairReport:
             kept_wl.append(line)
         else:
             bad_wl.append(i + 1)
-            logger.warning("%s line %d is corrupt: skipped (kept in %s.corrupt)", wl_path, i + 1, wl_path.name)
+            logger.warning(
+                "%s line %d is corrupt: skipped (kept in %s.corrupt)", wl_path, i + 1, wl_path.name
+            )
     kept_rec: list[str] = []
     corrupt_rec: list[str] = []
     for i, line in enumerate(rec_lines):
@@ -87,7 +89,9 @@ def repair(log_dir: str | Path) -> RepairReport:
         if parsed is None:
             bad_rec.append(i + 1)
             corrupt_rec.append(line)
-            logger.warning("%s line %d is corrupt: skipped (kept in %s.corrupt)", rec_path, i + 1, rec_path.name)
+            logger.warning(
+                "%s line %d is corrupt: skipped (kept in %s.corrupt)", rec_path, i + 1, rec_path.name
+            )
             continue
         idx, rec = parsed
         if idx not in remap:

@@ -25,7 +25,11 @@ def versions() -> dict[str, str]:
 
 
 def host_info() -> dict:
-    return {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version()}
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 def now() -> str:
@@ -35,7 +39,9 @@ def now() -> str:
 def read_run_file(log_dir: str | Path) -> dict:
     path = Path(log_dir) / RUN_FILE
     if not path.exists():
-        raise ChameleonError(f"{log_dir} has no {RUN_FILE}: not a chameleon tuning log (run `chameleon tune` first)")
+        raise ChameleonError(
+            f"{log_dir} has no {RUN_FILE}: not a chameleon tuning log (run `chameleon tune` first)"
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -56,7 +56,9 @@ def time_callable(fn, *, min_total_s: float = 1.0, repeats: int = 5) -> float:
     return statistics.median(samples)
 
 
-def replay(log_dir: str | Path, *, measure: bool = True, library_path: str | Path | None = None) -> ReplayResult:
+def replay(
+    log_dir: str | Path, *, measure: bool = True, library_path: str | Path | None = None
+) -> ReplayResult:
     import torch
     import tvm
     from tvm import relax

@@ -3,8 +3,8 @@
 Fields: ``task`` (name), ``task_index``, ``trial`` (1-based within the task, this run),
 ``n`` (1-based over the whole run), ``t`` (seconds since the run started), ``run`` (run number
 in this log directory), ``latency_s`` (mean of the runner's repeats, or null), ``error`` (first
-line of the build/run error, or null), ``key`` (structural hash of the scheduled PrimFunc, so a
-log doubles as a replay dataset). The file is append-only; a corrupt line is skipped with a
+line of the build/run error, or null), ``key`` (:func:`chameleon.tvm_glue.keys.trace_key` of the
+candidate, so a log doubles as a replay dataset). The file is append-only; a corrupt line is skipped with a
 warning when read.
 """
 
@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import tvm_ffi
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+from chameleon.tvm_glue.keys import trace_key
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +67,15 @@ class TimelineRecorder(PyMeasureCallback):
     def __init__(
         self,
         *,
-        path: Path,
+        path: Path | None,
         task_names: list[str],
         run: int,
         on_measure: Callable[[list[Measurement]], None] | None = None,
     ) -> None:
         super().__init__()
-        self.path = Path(path)
+        self.path = Path(path) if path is not None else None
+        self.measurements: list[Measurement] = []
+        """Everything recorded by this callback, in measurement order."""
         self.task_names = task_names
         self.run = run
         self.on_measure = on_measure
@@ -100,12 +103,14 @@ class TimelineRecorder(PyMeasureCallback):
                     run=self.run,
                     latency_s=lat,
                     error=_first_line(err),
-                    key=str(tvm_ffi.structural_hash(cand.sch.mod)),
+                    key=trace_key(cand.sch.trace),
                 )
             )
-        with self.path.open("a", encoding="utf-8") as f:
-            for m in batch:
-                f.write(json.dumps(m.__dict__, separators=(",", ":")) + "\n")
+        self.measurements.extend(batch)
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as f:
+                for m in batch:
+                    f.write(json.dumps(m.__dict__, separators=(",", ":")) + "\n")
         if self.on_measure is not None:
             self.on_measure(batch)
 

@@ -1,0 +1,1 @@
+"""Offline replay: recorded datasets and a simulated device that answers from them."""

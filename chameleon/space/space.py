@@ -19,15 +19,8 @@ from tvm.s_tir.meta_schedule import MeasureCandidate
 from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 from tvm.s_tir.schedule import Schedule, Trace
 
-from chameleon.space.knobs import (
-    Knob,
-    Sketch,
-    SpaceConfig,
-    normalize_decision,
-    replay,
-    simplify,
-    trace_signature,
-)
+from chameleon.space.knobs import Knob, Sketch, SpaceConfig
+from chameleon.space.traces import normalize_decision, replay, simplify, trace_signature
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +169,7 @@ class KnobSpace:
                 if not p.apply(sch):
                     logger.debug("postproc %s rejected %s", type(p).__name__, config)
                     return None
-        except Exception as err:  # noqa: BLE001 - any TVM failure means "not a valid program"
+        except Exception as err:  # any TVM failure means "not a valid program"
             logger.debug("config %s failed: %s", config, err)
             return None
         return sch

@@ -155,7 +155,14 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
     already = sum(existing[tvm_ffi.structural_hash(t.mod)] for t in tasks)
     remaining = config.trials - already
     run_info["_file"]["tasks"] = [
-        {"name": t.name, "weight": t.weight, "flop": t.flop, "tuned": t in tasks} for t in all_tasks
+        {
+            "name": t.name,
+            "weight": t.weight,
+            "flop": t.flop,
+            "tuned": t in tasks,
+            "workload_hash": str(tvm_ffi.structural_hash(t.mod)),
+        }
+        for t in all_tasks
     ]
     metadata.write_run_file(log_dir, run_info["_file"])
     observer.on_start(tasks=tasks, budget=config.trials, already=already)
@@ -174,9 +181,14 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
     recorder = None
     try:
         if remaining > 0:
+            # TVM's logger setup copies the logger's level to its console handler and then sets the
+            # logger to DEBUG; restore the caller's level so a later run stays as quiet as this one.
+            ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+            level = ms_logger.level
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 [t.extracted for t in tasks], work_dir=str(log_dir), strategy=setup.strategy, seed=config.seed
             )
+            ms_logger.setLevel(level or logging.DEBUG)
             recorder = TimelineRecorder(
                 path=log_dir / TIMELINE_FILE,
                 task_names=[t.name for t in tasks],

@@ -102,7 +102,11 @@ def compile_tuned(
                 )(m)
         if is_gpu:
             m = dl.ApplyDefaultSchedule(
-                dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()
+                dl.gpu.Matmul(),
+                dl.gpu.GEMV(),
+                dl.gpu.Reduction(),
+                dl.gpu.GeneralReduction(),
+                dl.gpu.Fallback(),
             )(m)
         return tvm.transform.Sequential(lower + finalize)(m)
 

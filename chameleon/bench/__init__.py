@@ -1,0 +1,1 @@
+"""Side-by-side comparison of search strategies (online on hardware, or offline in simulation)."""

@@ -1,0 +1,157 @@
+"""Search-efficiency metrics (pure functions), as defined in DESIGN.md.
+
+Per task, all runs share a budget B. L_ref is the best latency any run of any strategy reached;
+the target is T = 1.05 x L_ref. For a run, m is the first measurement (1-based) at or below T; a
+run that never gets there counts as 2B. Per strategy and task the median m over seeds is taken;
+the measurement ratio of a strategy is m_baseline / m_strategy (> 1: fewer measurements than the
+baseline). The same with the wall-clock second at which T was reached gives the time ratio.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunCurve:
+    """One run of one strategy on one task with one seed."""
+
+    strategy: str
+    task: str
+    seed: int
+    latencies: tuple[float | None, ...]
+    """Latency of each measurement in order (None: failed)."""
+    times: tuple[float, ...] | None = None
+    """Seconds since the run started at which each measurement finished (None offline)."""
+    search_s_per_round: float | None = None
+
+    @property
+    def best(self) -> float | None:
+        ok = [v for v in self.latencies if v is not None]
+        return min(ok) if ok else None
+
+
+def first_reach(latencies, threshold: float) -> int | None:
+    for i, v in enumerate(latencies, start=1):
+        if v is not None and v <= threshold:
+            return i
+    return None
+
+
+@dataclass(frozen=True)
+class StrategyTaskStats:
+    strategy: str
+    task: str
+    median_m: float
+    median_t: float | None
+    reached: int
+    runs: int
+    median_best: float | None
+    search_s_per_round: float | None
+
+
+def task_stats(runs: list[RunCurve], *, budget: int, tolerance: float = 1.05) -> dict[tuple[str, str], StrategyTaskStats]:
+    by_task: dict[str, list[RunCurve]] = defaultdict(list)
+    for r in runs:
+        by_task[r.task].append(r)
+    out = {}
+    for task, task_runs in by_task.items():
+        bests = [r.best for r in task_runs if r.best is not None]
+        if not bests:
+            continue
+        threshold = tolerance * min(bests)
+        by_strategy: dict[str, list[RunCurve]] = defaultdict(list)
+        for r in task_runs:
+            by_strategy[r.strategy].append(r)
+        for strategy, srs in by_strategy.items():
+            ms, ts, reached = [], [], 0
+            for r in srs:
+                m = first_reach(r.latencies, threshold)
+                reached += m is not None
+                ms.append(m if m is not None else 2 * budget)
+                if r.times:
+                    total = r.times[-1] if r.times else 0.0
+                    ts.append(r.times[m - 1] if m is not None else 2 * total)
+            best = [r.best for r in srs if r.best is not None]
+            search = [r.search_s_per_round for r in srs if r.search_s_per_round is not None]
+            out[(strategy, task)] = StrategyTaskStats(
+                strategy=strategy,
+                task=task,
+                median_m=statistics.median(ms),
+                median_t=statistics.median(ts) if ts else None,
+                reached=reached,
+                runs=len(srs),
+                median_best=statistics.median(best) if best else None,
+                search_s_per_round=statistics.median(search) if search else None,
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class StrategySummary:
+    strategy: str
+    measurement_ratio: float
+    """Median over tasks of m_baseline / m_strategy."""
+    time_ratio: float | None
+    final_latency_ratio: float
+    """Median over tasks of median best (strategy) / median best (baseline): < 1 is faster code."""
+    reached: int
+    runs: int
+    search_s_per_round: float | None
+
+
+def summarize(stats: dict[tuple[str, str], StrategyTaskStats], *, baseline: str) -> list[StrategySummary]:
+    strategies = sorted({s for s, _ in stats}, key=lambda s: (s != baseline, s))
+    tasks = sorted({t for _, t in stats})
+    out = []
+    for s in strategies:
+        m_ratios, t_ratios, l_ratios, reached, runs, search = [], [], [], 0, 0, []
+        for t in tasks:
+            mine, base = stats.get((s, t)), stats.get((baseline, t))
+            if mine is None or base is None:
+                continue
+            m_ratios.append(base.median_m / mine.median_m)
+            if mine.median_t and base.median_t:
+                t_ratios.append(base.median_t / mine.median_t)
+            if mine.median_best and base.median_best:
+                l_ratios.append(mine.median_best / base.median_best)
+            reached += mine.reached
+            runs += mine.runs
+            if mine.search_s_per_round is not None:
+                search.append(mine.search_s_per_round)
+        if not m_ratios:
+            continue
+        out.append(
+            StrategySummary(
+                strategy=s,
+                measurement_ratio=statistics.median(m_ratios),
+                time_ratio=statistics.median(t_ratios) if t_ratios else None,
+                final_latency_ratio=statistics.median(l_ratios) if l_ratios else math.nan,
+                reached=reached,
+                runs=runs,
+                search_s_per_round=statistics.median(search) if search else None,
+            )
+        )
+    return out
+
+
+def median_curve(runs: list[RunCurve], budget: int) -> list[float]:
+    """Best-so-far latency after each measurement, median over the given runs (NaN before any)."""
+    curves = []
+    for r in runs:
+        best, c = math.inf, []
+        for i in range(budget):
+            v = r.latencies[i] if i < len(r.latencies) else None
+            if v is not None and v < best:
+                best = v
+            c.append(best)
+        curves.append(c)
+    out = []
+    for i in range(budget):
+        vals = [c[i] for c in curves]
+        med = statistics.median(vals)
+        out.append(med if math.isfinite(med) else math.nan)
+    return out
