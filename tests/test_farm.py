@@ -6,6 +6,7 @@ tests check that no process the farm started is left behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -29,7 +30,7 @@ from typer.testing import CliRunner
 
 from chameleon.errors import ChameleonError, UsageError
 from chameleon.farm.cli import app
-from chameleon.farm.processes import LocalFarm, free_port
+from chameleon.farm.processes import LocalFarm, free_port, is_loopback, start_tracker, warn_if_exposed
 from chameleon.farm.runner import FarmConfig, is_transient_error, make_farm_runner
 from chameleon.farm.tracker import (
     check_reachable,
@@ -175,7 +176,7 @@ def test_tracker_from_env_uses_tvm_variables(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_farm_config_rejects_bad_values() -> None:
-    with pytest.raises(UsageError, match="max retries"):
+    with pytest.raises(UsageError, match="max_retries must be >= 0, got -1"):
         FarmConfig(max_retries=-1)
     with pytest.raises(UsageError, match="key"):
         FarmConfig(key="")
@@ -253,6 +254,25 @@ def test_silent_peer_is_not_taken_for_a_tracker() -> None:
         assert time.monotonic() - start < 5
 
 
+def test_binding_beyond_loopback_warns(caplog: pytest.LogCaptureFixture) -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    with caplog.at_level(logging.WARNING, logger="chameleon.farm.processes"):
+        warn_if_exposed("127.0.0.1", "the RPC tracker")
+        assert not caplog.records
+        warn_if_exposed("0.0.0.0", "the RPC tracker")
+    assert "no authentication" in caplog.text and "SSH tunnel" in caplog.text
+
+
+def test_tracker_on_a_busy_port_is_refused_at_once() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        with pytest.raises(ChameleonError, match=f"port {port} on 127.0.0.1 is in use"):
+            start_tracker(port=port)
+
+
 # ---- real tracker and servers -------------------------------------------------------------------
 
 
@@ -287,6 +307,23 @@ def test_runner_measures_in_parallel_and_does_not_retry_kernel_errors(farm: Loca
     assert results[3].run_secs is None and "Error caught from RPC call" in results[3].error_msg
     assert (runner.stats.submitted, runner.stats.retries) == (4, 0)
     assert session_counts(farm)[0] > 0 and session_counts(farm)[1] > 0  # both devices were used
+
+
+@pytest.mark.slow
+def test_runner_cooldown_holds_the_device(farm: LocalFarm, artifact: str) -> None:
+    runner = make_farm_runner(config_for(farm, cooldown_s=1.5))
+    futures = runner.run(inputs(artifact, 1))
+    start = time.monotonic()
+    while not futures[0].done():
+        assert time.monotonic() - start < 60
+        time.sleep(0.05)
+    assert futures[0].result().error_msg is None
+    before = session_counts(farm)
+    start = time.monotonic()
+    result = runner.run(inputs(artifact, 1))[0].result()  # warm worker: mostly the cooldown
+    assert result.error_msg is None
+    assert time.monotonic() - start >= 1.5
+    assert sum(session_counts(farm)) == sum(before) + 1
 
 
 @pytest.mark.slow
@@ -388,6 +425,12 @@ def test_cli_local_farm_stops_on_ctrl_c(tmp_path: Path) -> None:
 
 
 def tune(work_dir: Path, runner: object) -> ms.Database:
+    # pytest attaches unnamed capture handlers to MetaSchedule's non-propagating logger, and
+    # MetaSchedule's logging setup then fails on the second tune_tir in the process.
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in list(ms_logger.handlers):
+        if handler.get_name() is None:
+            ms_logger.removeHandler(handler)
     return ms.tune_tir(
         mod=matmul_mod(),
         target=TARGET,

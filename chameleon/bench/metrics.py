@@ -53,7 +53,9 @@ class StrategyTaskStats:
     search_s_per_round: float | None
 
 
-def task_stats(runs: list[RunCurve], *, budget: int, tolerance: float = 1.05) -> dict[tuple[str, str], StrategyTaskStats]:
+def task_stats(
+    runs: list[RunCurve], *, budget: int, tolerance: float = 1.05
+) -> dict[tuple[str, str], StrategyTaskStats]:
     by_task: dict[str, list[RunCurve]] = defaultdict(list)
     for r in runs:
         by_task[r.task].append(r)

@@ -252,6 +252,9 @@ def strategies() -> None:
 
 def _mount_subcommands() -> None:
     from chameleon.cli.hardware import app as blueprints_app
+    from chameleon.cli.simulate import simulate
+
+    app.command()(simulate)
 
     app.add_typer(blueprints_app, name="blueprints", help="Hardware blueprints (Glimpse).")
     import importlib.util

@@ -1,0 +1,1 @@
+"""Cost models that score configurations without measuring them."""

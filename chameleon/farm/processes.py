@@ -56,8 +56,20 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((connect_host(host), 0))
+        sock.bind((host or "0.0.0.0", 0))
         return int(sock.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True if ``port`` cannot be bound on ``host`` now (another process listens there)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as TVM binds
+        try:
+            sock.bind((host or "0.0.0.0", port))
+        except OSError:
+            return True
+    return False
 
 
 @dataclass
@@ -159,6 +171,10 @@ def start_tracker(
     the next one (TVM's own default), so the caller always knows where the tracker is.
     """
     warn_if_exposed(host, "the RPC tracker")
+    if port is not None and port_in_use(host, port):
+        raise ChameleonError(
+            f"port {port} on {host} is in use: stop what listens there or pick another --port"
+        )
     for attempt in range(_START_ATTEMPTS if port is None else 1):
         chosen = free_port(host) if port is None else port
         proc = _spawn(
@@ -191,6 +207,10 @@ def spawn_server(
 ) -> FarmProcess:
     """Start ``python -m tvm.exec.rpc_server`` for ``key`` without waiting for it to register."""
     warn_if_exposed(host, f"the RPC {name}")
+    if port is not None and port_in_use(host, port):
+        raise ChameleonError(
+            f"port {port} on {host} is in use: stop what listens there or pick another --port"
+        )
     chosen = free_port(host) if port is None else port
     tracker_arg = f"{tracker[0]}:{tracker[1]}"
     args = ["-m", "tvm.exec.rpc_server", "--host", host, *_port_args(chosen)]

@@ -106,20 +106,20 @@ class FarmConfig:
     """How long to wait for a device of the key, at start and when all of them have gone."""
 
     def __post_init__(self) -> None:
-        checks = {
-            "session timeout": self.session_timeout_s > 0,
-            "cooldown": self.cooldown_s >= 0,
-            "number": self.number >= 1,
-            "repeat": self.repeat >= 1,
-            "min repeat ms": self.min_repeat_ms >= 0,
-            "max retries": self.max_retries >= 0,
-            "hang grace": self.hang_grace_s >= 0,
-            "device wait": self.device_wait_s >= 0,
-            "tracker port": 0 < self.tracker_port < 65536,
-        }
-        for name, ok in checks.items():
+        rules = [
+            ("session_timeout_s", self.session_timeout_s > 0, "must be > 0"),
+            ("cooldown_s", self.cooldown_s >= 0, "must be >= 0"),
+            ("number", self.number >= 1, "must be >= 1"),
+            ("repeat", self.repeat >= 1, "must be >= 1"),
+            ("min_repeat_ms", self.min_repeat_ms >= 0, "must be >= 0"),
+            ("max_retries", self.max_retries >= 0, "must be >= 0"),
+            ("hang_grace_s", self.hang_grace_s >= 0, "must be >= 0"),
+            ("device_wait_s", self.device_wait_s >= 0, "must be >= 0"),
+            ("tracker_port", 0 < self.tracker_port < 65536, "must be a port number"),
+        ]
+        for name, ok, rule in rules:
             if not ok:
-                raise UsageError(f"invalid farm {name}: check the value given for it")
+                raise UsageError(f"farm setting {name} {rule}, got {getattr(self, name)!r}")
         if not self.key:
             raise UsageError("the farm needs a device key: pass --key (or set TVM_TRACKER_KEY)")
 

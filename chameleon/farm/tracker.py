@@ -115,16 +115,20 @@ def query_summary(host: str, port: int, timeout_s: float = 5.0) -> dict[str, Any
     return _call_with_timeout(_summary, timeout_s)
 
 
-def check_reachable(host: str, port: int, timeout_s: float = 3.0) -> None:
-    """Raise ChameleonError (within about ``timeout_s``) unless an RPC tracker answers at host:port."""
+def _summary_or_error(host: str, port: int, timeout_s: float) -> dict[str, Any]:
     try:
-        query_summary(host, port, timeout_s)
+        return query_summary(host, port, timeout_s)
     except TimeoutError as err:
         raise _unreachable(host, port, f"{err}; is that port an RPC tracker?") from err
     except OSError as err:
         raise _unreachable(host, port, err.strerror or str(err) or type(err).__name__) from err
     except RuntimeError as err:
         raise _unreachable(host, port, "the peer is not an RPC tracker") from err
+
+
+def check_reachable(host: str, port: int, timeout_s: float = 3.0) -> None:
+    """Raise ChameleonError (within about ``timeout_s``) unless an RPC tracker answers at host:port."""
+    _summary_or_error(host, port, timeout_s)
 
 
 @dataclass(frozen=True)
@@ -196,11 +200,7 @@ def status_from_summary(summary: dict[str, Any]) -> FarmStatus:
 
 def farm_status(host: str, port: int, timeout_s: float = 5.0) -> FarmStatus:
     """Ask the tracker at host:port for its queue; ChameleonError if it cannot be reached."""
-    check_reachable(host, port, timeout_s)
-    try:
-        return status_from_summary(query_summary(host, port, timeout_s))
-    except (OSError, TimeoutError, RuntimeError) as err:
-        raise _unreachable(host, port, str(err) or type(err).__name__) from err
+    return status_from_summary(_summary_or_error(host, port, timeout_s))
 
 
 def wait_for_devices(host: str, port: int, key: str, *, timeout_s: float, poll_s: float = 0.5) -> FarmStatus:
@@ -209,10 +209,9 @@ def wait_for_devices(host: str, port: int, key: str, *, timeout_s: float, poll_s
     Raises ChameleonError right away if the tracker is unreachable, and after ``timeout_s`` if no
     device of that key has shown up (naming the keys that do have devices).
     """
-    check_reachable(host, port)
     deadline = time.monotonic() + timeout_s
     while True:
-        status = farm_status(host, port)
+        status = farm_status(host, port, timeout_s=3.0)
         if status.devices(key) > 0:
             return status
         if time.monotonic() >= deadline:

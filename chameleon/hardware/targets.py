@@ -91,7 +91,9 @@ def resolve_target(name: str) -> TargetSpec:
     key = ALIASES.get(name.strip().lower(), name.strip().lower())
     if key == "llvm":
         tj = {"kind": "llvm", "num-cores": host_cores(), "mcpu": host_mcpu()}
-        return TargetSpec(key, tj, "cpu", False, "local-cpu", f"host CPU ({tj['mcpu']}, {host_cores()} cores)")
+        return TargetSpec(
+            key, tj, "cpu", False, "local-cpu", f"host CPU ({tj['mcpu']}, {host_cores()} cores)"
+        )
     if key == "llvm-avx2":
         tj = {"kind": "llvm", "num-cores": host_cores(), "mcpu": "haswell"}
         return TargetSpec(key, tj, "cpu", False, "local-cpu", CPU_VARIANTS[key])

@@ -81,10 +81,12 @@ class TimelineRecorder(PyMeasureCallback):
         self.on_measure = on_measure
         self.start = time.perf_counter()
         self.count = 0
+        self.rounds = 0
         self.per_task: dict[int, int] = {}
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
         now = time.perf_counter() - self.start
+        self.rounds += 1
         batch = []
         for cand, b, r in zip(measure_candidates, builder_results, runner_results, strict=False):
             self.count += 1

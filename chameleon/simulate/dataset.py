@@ -108,7 +108,9 @@ def load_dataset(path: str | Path) -> Dataset:
 
     root = _unpack(Path(path))
     if not (root / WORKLOAD_FILE).exists():
-        raise ChameleonError(f"{path} is not a dataset: no {WORKLOAD_FILE} (record one with `chameleon record`)")
+        raise ChameleonError(
+            f"{path} is not a dataset: no {WORKLOAD_FILE} (record one with `chameleon record`)"
+        )
     run = read_run_file(root)
     if "target_json" not in run or "tasks" not in run:
         raise ChameleonError(f"{root}/run.json lacks target_json/tasks: not a chameleon dataset")

@@ -55,7 +55,9 @@ class SimulatedDevice:
                 answers.append((None, NOT_IN_POOL))
             else:
                 self.hits += 1
-                answers.append((lat, None) if math.isfinite(lat) else (None, "simulation: recorded as failed"))
+                answers.append(
+                    (lat, None) if math.isfinite(lat) else (None, "simulation: recorded as failed")
+                )
         if missing and not self.pool_only and self.surrogate is not None:
             preds = self.surrogate.predict(program_features(context, [candidates[i] for i in missing]))
             for i, p in zip(missing, preds, strict=True):
@@ -87,7 +89,9 @@ class SimulatedSearch(PySearchStrategy):
         self.context = context
         self.inner._initialize_with_tune_context(context)
 
-    def pre_tuning(self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None) -> None:
+    def pre_tuning(
+        self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None
+    ) -> None:
         self.inner.pre_tuning(max_trials, num_trials_per_iter, design_spaces, database, cost_model)
 
     def post_tuning(self) -> None:
@@ -107,8 +111,12 @@ class SimulatedSearch(PySearchStrategy):
                 self.device.expect(self.context, [candidates[i] for i in keep], [keys[i] for i in keep])
                 return [candidates[i] for i in keep]
             # Nothing of this batch is in the pool: tell the inner strategy and ask again.
-            self.inner.notify_runner_results(candidates, [RunnerResult(None, NOT_IN_POOL) for _ in candidates])
-        logger.info("pool-only: strategy proposed nothing recorded in %d rounds; stopping", self.max_empty_rounds)
+            self.inner.notify_runner_results(
+                candidates, [RunnerResult(None, NOT_IN_POOL) for _ in candidates]
+            )
+        logger.info(
+            "pool-only: strategy proposed nothing recorded in %d rounds; stopping", self.max_empty_rounds
+        )
         return None
 
     def notify_runner_results(self, measure_candidates, results) -> None:
@@ -118,7 +126,9 @@ class SimulatedSearch(PySearchStrategy):
         self.inner.notify_runner_results(self._batch, full)
 
     def clone(self):
-        return SimulatedSearch(inner=self.inner.clone(), device=self.device, max_empty_rounds=self.max_empty_rounds)
+        return SimulatedSearch(
+            inner=self.inner.clone(), device=self.device, max_empty_rounds=self.max_empty_rounds
+        )
 
 
 @derived_object

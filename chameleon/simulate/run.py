@@ -48,7 +48,9 @@ def fit_surrogate(dataset: Dataset, task: TaskData, *, seed: int = 0) -> tuple[S
         sch = Schedule(task.workload)
         task.traces[key].apply_to_schedule(sch, remove_postproc=False)
         candidates.append(ms.MeasureCandidate(sch, ArgInfo.from_entry_func(sch.mod, remove_preproc=True)))
-    X = np.concatenate([program_features(context, candidates[i : i + 256]) for i in range(0, len(candidates), 256)])
+    X = np.concatenate(
+        [program_features(context, candidates[i : i + 256]) for i in range(0, len(candidates), 256)]
+    )
     y = np.array([task.latency[k] for k in keys])
     surrogate = Surrogate(seed=seed)
     quality = surrogate.fit(X, y)
@@ -84,7 +86,7 @@ def simulate(
             space_generator="post-order-apply",
             search_strategy=SimulatedSearch(inner=setup.strategy, device=device),
             task_name=task.name,
-            rand_state=seed,
+            rand_state=seed + 1,  # TVM treats 0 specially; keep seeds distinct
             logger=ms.logging.get_logger("chameleon.simulate.tvm"),
         ).clone()
         recorder = TimelineRecorder(path=None, task_names=[task.name], run=1)

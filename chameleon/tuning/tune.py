@@ -179,6 +179,7 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
     start = time.perf_counter()
     interrupted = False
     recorder = None
+    profiler = None
     try:
         if remaining > 0:
             # TVM's logger setup copies the logger's level to its console handler and then sets the
@@ -196,19 +197,20 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
                 on_measure=observer.on_measure,
             )
             callbacks = [*ms.measure_callback.MeasureCallback.create("default"), recorder]
-            ms.tune_tasks(
-                tasks=contexts,
-                task_weights=[float(w) for w in weights],
-                work_dir=str(log_dir),
-                max_trials_global=remaining,
-                max_trials_per_task=config.trials_per_task or remaining,
-                num_trials_per_iter=config.trials_per_round,
-                builder=builder,
-                runner=runner,
-                database=database,
-                cost_model=setup.cost_model,
-                measure_callbacks=callbacks,
-            )
+            with ms.Profiler() as profiler:
+                ms.tune_tasks(
+                    tasks=contexts,
+                    task_weights=[float(w) for w in weights],
+                    work_dir=str(log_dir),
+                    max_trials_global=remaining,
+                    max_trials_per_task=config.trials_per_task or remaining,
+                    num_trials_per_iter=config.trials_per_round,
+                    builder=builder,
+                    runner=runner,
+                    database=database,
+                    cost_model=setup.cost_model,
+                    measure_callbacks=callbacks,
+                )
         else:
             logger.info("log already holds %d trials for these tasks: nothing to do", already)
     except KeyboardInterrupt:
@@ -217,7 +219,8 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
         builder.shutdown()
     wall = time.perf_counter() - start
     new = recorder.count if recorder else 0
-    breakdown = {"build": round(builder.seconds, 2), "total": round(wall, 2)}
+    breakdown = time_breakdown(profiler.get() if profiler else {}, wall)
+    breakdown["rounds"] = recorder.rounds if recorder else 0
     if builder.candidates:
         breakdown["build_per_candidate"] = round(builder.seconds / builder.candidates, 3)
     counts = records_per_workload(database)
@@ -239,6 +242,27 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
             f"interrupted: {new} new measurements are saved in {log_dir}; run the same command again to resume"
         )
     return summary
+
+
+def time_breakdown(scopes: dict, wall: float) -> dict[str, float]:
+    """Split a run's wall-clock time using MetaSchedule's profiler scopes.
+
+    The task scheduler times building, sending to the runner (LocalRunner measures inside that
+    call) and joining runner futures (RPC measurements); what is left is the search itself.
+    """
+    get = lambda name: float(scopes.get(name, 0.0))  # noqa: E731
+    build = get("SendToBuilder")
+    run = get("SendToRunner") + get("JoinRunnerFutures")
+    other = get("InitializeTask") + sum(
+        float(v) for k, v in scopes.items() if k.startswith("MeasureCallback/")
+    )
+    return {
+        "total": round(wall, 2),
+        "search": round(max(wall - build - run - other, 0.0), 2),
+        "build": round(build, 2),
+        "run": round(run, 2),
+        "other": round(other, 2),
+    }
 
 
 def _start_run_file(log_dir: Path, config: TuneConfig, spec: TargetSpec, network, prepack: bool) -> dict:

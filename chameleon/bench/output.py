@@ -1,0 +1,122 @@
+"""Benchmark outputs: CSV of every measurement, a markdown table, and a PNG of median curves."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from chameleon.bench.metrics import (
+    RunCurve,
+    StrategySummary,
+    StrategyTaskStats,
+    median_curve,
+    summarize,
+    task_stats,
+)
+
+
+def write_csv(runs: list[RunCurve], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["strategy", "task", "seed", "trial", "latency_s", "best_s", "time_s"])
+        for r in runs:
+            best = math.inf
+            for i, lat in enumerate(r.latencies):
+                if lat is not None:
+                    best = min(best, lat)
+                t = r.times[i] if r.times else ""
+                w.writerow(
+                    [r.strategy, r.task, r.seed, i + 1, "" if lat is None else f"{lat:.6g}", f"{best:.6g}", t]
+                )
+
+
+def _fmt(v: float | None, spec: str = ".2f") -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def markdown(
+    runs: list[RunCurve], *, budget: int, baseline: str, title: str, notes: list[str] = ()
+) -> tuple[str, list[StrategySummary], dict[tuple[str, str], StrategyTaskStats]]:
+    stats = task_stats(runs, budget=budget)
+    summary = summarize(stats, baseline=baseline)
+    seeds = sorted({r.seed for r in runs})
+    lines = [f"# {title}", ""]
+    lines.append(
+        f"Budget {budget} measurements per task and run; seeds {seeds}; baseline `{baseline}`. "
+        "Target latency per task: 1.05 x the best any run reached. m = first measurement at or below "
+        "the target (2 x budget if never). Ratios are baseline / strategy (> 1 is better); final latency "
+        "is strategy / baseline (< 1 is faster code). Medians over seeds, then over tasks."
+    )
+    lines += ["", *notes, ""] if notes else [""]
+    lines.append(
+        "| strategy | measurement ratio | time ratio | final latency ratio | runs reaching target | search s/round |"
+    )
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for s in summary:
+        lines.append(
+            f"| {s.strategy} | {_fmt(s.measurement_ratio)} | {_fmt(s.time_ratio)} | "
+            f"{_fmt(s.final_latency_ratio, '.3f')} | {s.reached}/{s.runs} | {_fmt(s.search_s_per_round)} |"
+        )
+    lines += ["", "Per task: median m (measurements to target) and median best latency (ms).", ""]
+    strategies = [s.strategy for s in summary]
+    tasks = sorted({t for _, t in stats})
+    lines.append("| task | " + " | ".join(strategies) + " |")
+    lines.append("|---|" + "---:|" * len(strategies))
+    for t in tasks:
+        cells = []
+        for s in strategies:
+            st = stats.get((s, t))
+            cells.append(
+                "-"
+                if st is None
+                else f"{st.median_m:g} / {_fmt(st.median_best * 1e3 if st.median_best else None, '.3f')}"
+            )
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n", summary, stats
+
+
+def plot_curves(runs: list[RunCurve], *, budget: int, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_task: dict[str, dict[str, list[RunCurve]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        by_task[r.task][r.strategy].append(r)
+    tasks = sorted(by_task)
+    cols = min(2, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        best = min((r.best for rs in by_task[task].values() for r in rs if r.best), default=None)
+        for strategy, rs in sorted(by_task[task].items()):
+            curve = median_curve(rs, budget)
+            if best:
+                ax.plot(range(1, budget + 1), [c / best for c in curve], label=strategy)
+        ax.axhline(1.05, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(task[:60], fontsize=8)
+        ax.set_xlabel("measurements")
+        ax.set_ylabel("median best / best of all runs")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(tasks) :]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_all(
+    runs: list[RunCurve], *, out_dir: Path, stem: str, budget: int, baseline: str, title: str, notes=()
+) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(runs, out_dir / f"{stem}.csv")
+    text, _, _ = markdown(runs, budget=budget, baseline=baseline, title=title, notes=list(notes))
+    (out_dir / f"{stem}.md").write_text(text)
+    plot_curves(runs, budget=budget, path=out_dir / f"{stem}.png", title=title)
+    return text

@@ -1,0 +1,313 @@
+"""The Chameleon search (ICLR'20) on MetaSchedule design spaces.
+
+Each round of a task:
+1. refit the knob-level XGBoost cost model on everything measured so far;
+2. the PPO agent runs episodes from the best measured configurations and fresh random ones,
+   stepping every knob by -1/0/+1, rewarded by the cost model; it keeps learning across rounds;
+3. the visited configurations that were never measured are ranked by predicted throughput and
+   the top ``plan_size`` form the round's plan;
+4. adaptive sampling: k-means over the plan (k grown in steps of 8 while the loss keeps falling
+   by more than 2.5x, at most the round size); one representative per cluster is measured;
+5. sample synthesis replaces representatives that are invalid, duplicated or already measured
+   (other members, then a majority vote per knob, then re-draws).
+The first round of a task (no measurement yet, no prior) measures random valid configurations.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from tvm.ir.utils import derived_object
+from tvm.s_tir.meta_schedule.search_strategy import PySearchStrategy
+
+from chameleon.agent.ppo import PPOAgent, PPOConfig
+from chameleon.cost_model.knob_model import KnobCostModel, KnobModelConfig
+from chameleon.sampling.adaptive import choose_k, members_by_distance
+from chameleon.sampling.synthesis import synthesize
+from chameleon.search.registry import SearchSetup, StrategyOptions, register
+from chameleon.space.space import Config, KnobSpace, to_measure_candidate
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChameleonConfig:
+    """Hyperparameters of the search (the agent's live in :class:`PPOConfig`)."""
+
+    plan_size: int = 64
+    """Top predicted unvisited configurations per round (the paper's 64)."""
+    adaptive_sampling: bool = True
+    """Cluster the plan and measure one representative per cluster; False: measure the top of the plan."""
+    k_step: int = 8
+    """k-means k grows in steps of this many clusters."""
+    k_threshold: float = 2.5
+    """Grow k while the k-means loss drops by more than this factor."""
+    best_starts: int = 32
+    """Episodes start from up to this many best measured configurations (rest: random)."""
+    random_first_round: int = 16
+    """Random valid configurations measured before the cost model has data (capped by round size)."""
+    max_materialize_tries: int = 200
+    """Attempts to find valid random configurations per round."""
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(num_starts=64, max_steps=200, minibatch_size=64))
+    model: KnobModelConfig = field(default_factory=KnobModelConfig)
+
+
+@derived_object
+class ChameleonSearch(PySearchStrategy):
+    """PPO agent + adaptive sampling + sample synthesis (see module docstring)."""
+
+    def __init__(self, *, config: ChameleonConfig | None = None, seed: int = 0) -> None:
+        self.config = config or ChameleonConfig()
+        self.seed = seed
+
+    # ---------------------------------------------------------------- lifecycle
+    def _initialize_with_tune_context(self, context) -> None:
+        self.context = context
+        self.postprocs = list(context.space_generator.postprocs)
+
+    def pre_tuning(
+        self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None
+    ) -> None:
+        self.max_trials = int(max_trials)
+        self.round_size = int(num_trials_per_iter)
+        self.sent = 0
+        self.rng = np.random.default_rng(self.seed)
+        self.space = KnobSpace.from_design_spaces(
+            mod=self.context.mod, design_spaces=design_spaces, postprocs=self.postprocs
+        )
+        n_sketch, kmax = len(self.space.sketches), max(self.space.num_knobs_max, 1)
+        self.n_options = np.ones((n_sketch, kmax), dtype=np.int64)
+        for s in range(n_sketch):
+            counts = self.space.option_counts(s)
+            self.n_options[s, : len(counts)] = counts
+        self.measured: dict[Config, float] = {}
+        self.invalid: set[Config] = set()
+        self.pending: list[Config] = []
+        self.model = KnobCostModel(config=self.config.model, seed=self.seed)
+        self.agent = PPOAgent(num_knobs=kmax, extra_dim=n_sketch, config=self.config.ppo, seed=self.seed)
+        self._load_database(database)
+
+    def post_tuning(self) -> None:
+        logger.info(
+            "%s: %d measured, %d invalid configurations seen",
+            self.context.task_name,
+            len(self.measured),
+            len(self.invalid),
+        )
+
+    def clone(self):
+        return ChameleonSearch(config=self.config, seed=self.seed)
+
+    def _load_database(self, database) -> None:
+        if database is None or not database.has_workload(self.context.mod):
+            return
+        from chameleon.logs.timeline import mean_latency
+
+        workload = database.commit_workload(self.context.mod)
+        for rec in database.get_top_k(workload, 100000):
+            config = self.space.decode(rec.trace)
+            if config is not None:
+                lat = mean_latency(rec.run_secs)
+                self.measured[config] = lat if lat is not None and lat < 1e9 else math.inf
+        logger.info("%s: %d configurations from the log", self.context.task_name, len(self.measured))
+
+    # ---------------------------------------------------------------- one round
+    def generate_measure_candidates(self):
+        budget = min(self.round_size, self.max_trials - self.sent)
+        if budget <= 0:
+            return None
+        trained = self._fit_model()
+        if trained:
+            chosen = self._agent_round(budget)
+        else:
+            chosen = self._random_valid(min(budget, self.config.random_first_round))
+        if not chosen:
+            chosen = self._random_valid(budget)
+        if not chosen:
+            logger.info("%s: no valid unmeasured configuration left", self.context.task_name)
+            return None
+        self.pending = [c for c, _ in chosen]
+        self.sent += len(chosen)
+        return [to_measure_candidate(sch) for _, sch in chosen]
+
+    def notify_runner_results(self, measure_candidates, results) -> None:
+        from chameleon.logs.timeline import mean_latency
+
+        for config, result in zip(self.pending, results, strict=True):
+            lat = None if result.error_msg else mean_latency(result.run_secs)
+            self.measured[config] = lat if lat is not None else math.inf
+        self.pending = []
+
+    # ---------------------------------------------------------------- parts
+    def _fit_model(self) -> bool:
+        if not self.measured:
+            return self.model.prior_X is not None and self.model.fit(
+                np.zeros((0, self._feature_width())), np.zeros(0)
+            )
+        configs = list(self.measured)
+        return self.model.fit(self._features(configs), np.array([self.measured[c] for c in configs]))
+
+    def _feature_width(self) -> int:
+        return self.space.feature_width
+
+    def _features(self, configs: list[Config]) -> np.ndarray:
+        return self.space.features(configs)
+
+    def _features_from_arrays(self, sketch_ids: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return self.space.features_from_arrays(sketch_ids, idx)
+
+    def _taken(self, config: Config, chosen: set[Config]) -> bool:
+        return config in self.measured or config in chosen
+
+    def _materialize(self, config: Config, cache: dict):
+        if config in cache:
+            return cache[config]
+        sch = (
+            None
+            if config in self.invalid
+            else self.space.materialize(config, seed=int(self.rng.integers(1, 2**30)))
+        )
+        if sch is None:
+            self.invalid.add(config)
+        cache[config] = sch
+        return sch
+
+    def _random_valid(self, n: int) -> list[tuple[Config, object]]:
+        chosen: list[tuple[Config, object]] = []
+        keys: set[Config] = set()
+        cache: dict = {}
+        for _ in range(self.config.max_materialize_tries):
+            if len(chosen) >= n:
+                break
+            config = self.space.random_config(self.rng)
+            if self._taken(config, keys):
+                continue
+            sch = self._materialize(config, cache)
+            if sch is not None:
+                chosen.append((config, sch))
+                keys.add(config)
+        return chosen
+
+    def _starts(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.config.ppo.num_starts
+        valid = sorted((lat, c) for c, lat in self.measured.items() if math.isfinite(lat))
+        best = [c for _, c in valid[: self.config.best_starts]]
+        configs = best + [self.space.random_config(self.rng) for _ in range(n - len(best))]
+        return self.space.as_arrays(configs)
+
+    def _agent_round(self, budget: int) -> list[tuple[Config, object]]:
+        sketch_ids, idx = self._starts()
+        n_sketch = len(self.space.sketches)
+
+        def reward_fn(configs: np.ndarray, sids: np.ndarray) -> np.ndarray:
+            return self.model.predict(self._features_from_arrays(sids, configs)) - 0.5
+
+        exploration = self.agent.explore(
+            starts=idx,
+            sketch_ids=sketch_ids,
+            n_options=self.n_options[sketch_ids],
+            extra=np.eye(n_sketch, dtype=np.float32)[sketch_ids],
+            reward_fn=reward_fn,
+        )
+        self.agent.update(exploration)
+        plan_ids, plan_idx, scores = self._plan(
+            exploration.configs, exploration.sketch_ids, exploration.rewards
+        )
+        if len(plan_ids) == 0:
+            return []
+        if (
+            not self.config.adaptive_sampling
+            or len(plan_ids) <= budget
+            and len(plan_ids) < self.config.k_step
+        ):
+            return self._take_top(plan_ids, plan_idx, budget)
+        return self._sample_adaptively(plan_ids, plan_idx, scores, budget)
+
+    def _plan(self, configs: np.ndarray, sketch_ids: np.ndarray, rewards: np.ndarray):
+        """Unique visited configurations not yet measured, best predicted first, top plan_size."""
+        rows = np.concatenate([sketch_ids[:, None], configs], axis=1)
+        uniq, first = np.unique(rows, axis=0, return_index=True)
+        scores = rewards[first]
+        order = np.argsort(-scores, kind="stable")
+        keep = []
+        for i in order:
+            s = int(uniq[i, 0])
+            config = (s, tuple(int(v) for v in uniq[i, 1 : 1 + len(self.space.option_counts(s))]))
+            if config in self.measured or config in self.invalid:
+                continue
+            keep.append(i)
+            if len(keep) >= self.config.plan_size:
+                break
+        keep = np.array(keep, dtype=np.int64)
+        if keep.size == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, configs.shape[1]), dtype=np.int64), np.zeros(0)
+        return uniq[keep, 0], uniq[keep, 1:], scores[keep]
+
+    def _config(self, sid: int, row: np.ndarray) -> Config:
+        return int(sid), tuple(int(v) for v in row[: len(self.space.option_counts(int(sid)))])
+
+    def _take_top(self, plan_ids, plan_idx, budget) -> list[tuple[Config, object]]:
+        chosen, keys, cache = [], set(), {}
+        for sid, row in zip(plan_ids, plan_idx, strict=True):
+            config = self._config(sid, row)
+            if self._taken(config, keys):
+                continue
+            sch = self._materialize(config, cache)
+            if sch is not None:
+                chosen.append((config, sch))
+                keys.add(config)
+            if len(chosen) >= budget:
+                break
+        return chosen
+
+    def _sample_adaptively(self, plan_ids, plan_idx, scores, budget) -> list[tuple[Config, object]]:
+        X = self._features_from_arrays(plan_ids, plan_idx)
+        k, kmeans = choose_k(
+            X,
+            k_step=self.config.k_step,
+            k_max=max(1, min(budget, len(plan_ids))),
+            threshold=self.config.k_threshold,
+            seed=int(self.rng.integers(2**31)),
+        )
+        chosen, keys, cache = [], set(), {}
+        for members in members_by_distance(X, kmeans):
+            if len(chosen) >= budget:
+                break
+            result = synthesize(
+                members=plan_idx[members],
+                sketch_ids=plan_ids[members],
+                n_options=self.n_options[plan_ids[members]],
+                is_taken=lambda c, s: self._taken(self._config(s, c), keys),
+                is_invalid=lambda c, s: self._materialize(self._config(s, c), cache) is None,
+                seed=int(self.rng.integers(2**31)),
+            )
+            if result is None:
+                continue
+            config = self._config(result.sketch_id, result.config)
+            chosen.append((config, cache[config]))
+            keys.add(config)
+        logger.debug("%s: k=%d, %d candidates", self.context.task_name, k, len(chosen))
+        return chosen
+
+
+def _setup(options: StrategyOptions, config: ChameleonConfig) -> SearchSetup:
+    # The task scheduler still keeps MetaSchedule's program-feature XGBoost up to date; chameleon's
+    # own knob-level model lives inside the strategy, so the scheduler's model is a no-op.
+    from tvm.s_tir.meta_schedule.cost_model import RandomModel
+
+    return SearchSetup(
+        strategy=ChameleonSearch(config=config, seed=options.seed), cost_model=RandomModel(seed=1)
+    )
+
+
+@register("chameleon", "PPO agent + adaptive sampling + sample synthesis (Chameleon, ICLR'20)")
+def chameleon(options: StrategyOptions) -> SearchSetup:
+    return _setup(options, ChameleonConfig())
+
+
+@register("chameleon-no-as", "ablation: the agent's top predictions, without adaptive sampling")
+def chameleon_no_as(options: StrategyOptions) -> SearchSetup:
+    return _setup(options, ChameleonConfig(adaptive_sampling=False))
