@@ -44,7 +44,7 @@ def tune(
     trials: int = typer.Option(256, help="Measurement budget for the network (the log's records count)."),
     trials_per_task: int = typer.Option(0, help="Cap on new measurements per task (0: none)."),
     trials_per_round: int = typer.Option(16, help="Candidates proposed per round."),
-    strategy: str = typer.Option("evolutionary", help="Search strategy (see `chameleon strategies`)."),
+    strategy: str = typer.Option("chameleon", help="Search strategy (see `chameleon strategies`)."),
     seed: int = typer.Option(0),
     log_dir: Path = typer.Option(None, help="Default: tuning_logs/<model>/<target>/."),
     batch: int = typer.Option(1),

@@ -276,6 +276,9 @@ class FarmRunner(PyRunner):
                 None, f"farm: gave up after {job.attempts} attempts on key {self.config.key!r}: {error}"
             )
             return
+        if self._lost:  # already known: do not wait for devices once per in-flight measurement
+            job.result = self._orphan_result()
+            return
         if not self._devices_left():
             self._lost = True
             logger.error(

@@ -57,12 +57,7 @@ def register(name: str, help: str) -> Callable:
 
 def _load_builtin() -> None:
     # Importing the modules registers their strategies.
-    from chameleon.search import baselines  # noqa: F401
-
-    try:
-        from chameleon.search import chameleon_search  # noqa: F401
-    except ImportError:  # pragma: no cover - during bootstrap only
-        pass
+    from chameleon.search import baselines, chameleon_search, sampled_evolutionary  # noqa: F401
 
 
 def strategy_names() -> list[str]:

@@ -1,0 +1,71 @@
+"""``make bench`` / ``make bench-quick``: strategies side by side on this machine's CPU.
+
+Writes experiments/results/online[-quick].{csv,md,png}; every run's tuning log stays under
+experiments/results/runs/<preset>/ (git-ignored), so an interrupted benchmark resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from chameleon.bench.online import PRESETS, distinct_conv_tasks, list_tasks, run_online
+from chameleon.bench.output import write_all
+
+RESULTS = Path("experiments/results")
+DEFAULT_STRATEGIES = ["chameleon", "evolutionary", "random", "chameleon-no-as", "evolutionary-as"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--target", default="llvm")
+    parser.add_argument(
+        "--task", action="append", help="task name (default: the preset's distinct conv2d tasks)"
+    )
+    parser.add_argument("--strategy", action="append", help=f"default: {', '.join(DEFAULT_STRATEGIES)}")
+    parser.add_argument("--trials", type=int)
+    parser.add_argument("--seeds", type=int)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+
+    preset = PRESETS[args.preset]
+    trials = args.trials or preset.trials
+    seeds = list(range(args.seeds or preset.seeds))
+    tasks = args.task or distinct_conv_tasks(list_tasks(args.model, args.target))[: preset.tasks]
+    strategies = args.strategy or DEFAULT_STRATEGIES
+    stem = "online" if args.preset == "full" else f"online-{args.preset}"
+    print(
+        f"benchmark {stem}: {len(tasks)} tasks x {len(strategies)} strategies x {len(seeds)} seeds, {trials} trials"
+    )
+    curves = run_online(
+        model=args.model,
+        target=args.target,
+        tasks=tasks,
+        strategies=strategies,
+        seeds=seeds,
+        trials=trials,
+        out_dir=RESULTS / "runs" / args.preset,
+        on_run=lambda c: print(
+            f"  {c.strategy:16s} seed {c.seed} {c.task[:50]:50s} best {1e3 * (c.best or float('nan')):.4f} ms "
+            f"after {len(c.latencies)} measurements, {c.times[-1] if c.times else 0:.0f} s, "
+            f"search {c.search_s_per_round:.2f} s/round",
+            flush=True,
+        ),
+    )
+    text = write_all(
+        curves,
+        out_dir=RESULTS,
+        stem=stem,
+        budget=trials,
+        baseline="evolutionary",
+        title=f"Online benchmark ({args.model} on {args.target}, {trials} measurements per task)",
+    )
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
