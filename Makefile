@@ -59,7 +59,7 @@ bench-offline: $(STAMP)  ## every strategy over many seeds on the committed data
 	$(BIN)/python -m experiments.bench_offline
 
 farm: $(STAMP)  ## a local farm: tracker + SERVERS CPU servers on 127.0.0.1 (Ctrl-C stops it)
-	$(BIN)/chameleon farm local --servers $(SERVERS) --port $(FARM_PORT)
+	$(BIN)/chameleon farm local --servers $(SERVERS) --key local-cpu --port $(FARM_PORT)
 
 clean:  ## remove build outputs (keeps .venv and tuning_logs)
 	rm -rf runs .pytest_cache .ruff_cache

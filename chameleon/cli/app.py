@@ -257,12 +257,9 @@ def _mount_subcommands() -> None:
     app.command()(simulate)
 
     app.add_typer(blueprints_app, name="blueprints", help="Hardware blueprints (Glimpse).")
-    import importlib.util
+    from chameleon.farm.cli import app as farm_app
 
-    if importlib.util.find_spec("chameleon.farm.cli"):  # TODO(lead): unconditional once farm lands
-        from chameleon.farm.cli import app as farm_app
-
-        app.add_typer(farm_app, name="farm", help="RPC tuning farm: tracker, servers, status.")
+    app.add_typer(farm_app, name="farm", help="RPC tuning farm: tracker, servers, status.")
 
 
 def main() -> None:

@@ -51,6 +51,8 @@ class ChameleonConfig:
     """Random valid configurations measured before the cost model has data (capped by round size)."""
     max_materialize_tries: int = 200
     """Attempts to find valid random configurations per round."""
+    prior_weight: float = 0.1
+    """Weight of the blueprint prior (log-weight, 0 best) added to the agent's reward."""
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(num_starts=64, max_steps=200, minibatch_size=64))
     model: KnobModelConfig = field(default_factory=KnobModelConfig)
 
@@ -59,9 +61,19 @@ class ChameleonConfig:
 class ChameleonSearch(PySearchStrategy):
     """PPO agent + adaptive sampling + sample synthesis (see module docstring)."""
 
-    def __init__(self, *, config: ChameleonConfig | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        config: ChameleonConfig | None = None,
+        seed: int = 0,
+        blueprint=None,
+        warm_start: tuple[str, ...] = (),
+    ) -> None:
         self.config = config or ChameleonConfig()
         self.seed = seed
+        self.blueprint = blueprint
+        """Hardware blueprint (Glimpse): priors, validity checks, embedding in the cost model; None: off."""
+        self.warm_start = tuple(warm_start)
 
     # ---------------------------------------------------------------- lifecycle
     def _initialize_with_tune_context(self, context) -> None:
@@ -88,18 +100,38 @@ class ChameleonSearch(PySearchStrategy):
         self.pending: list[Config] = []
         self.model = KnobCostModel(config=self.config.model, seed=self.seed)
         self.agent = PPOAgent(num_knobs=kmax, extra_dim=n_sketch, config=self.config.ppo, seed=self.seed)
+        self.prior = None
+        self.embedding = np.zeros(0, dtype=np.float32)
+        self.rejected = 0
+        if self.blueprint is not None:
+            from chameleon.hardware.blueprints import embedding
+            from chameleon.hardware.priors import BlueprintPrior
+
+            self.prior = BlueprintPrior(space=self.space, blueprint=self.blueprint)
+            self.embedding = embedding(self.blueprint).astype(np.float32)
         self._load_database(database)
+        if self.warm_start:
+            from chameleon.search.transfer import warm_start_records
+
+            X, y = warm_start_records(
+                self.space, self.context.mod, self.warm_start, with_embedding=self.blueprint is not None
+            )
+            if len(y):
+                self.model.set_prior(X, y)
 
     def post_tuning(self) -> None:
         logger.info(
-            "%s: %d measured, %d invalid configurations seen",
+            "%s: %d measured, %d invalid configurations seen, %d rejected by the blueprint before measuring",
             self.context.task_name,
             len(self.measured),
             len(self.invalid),
+            self.rejected,
         )
 
     def clone(self):
-        return ChameleonSearch(config=self.config, seed=self.seed)
+        return ChameleonSearch(
+            config=self.config, seed=self.seed, blueprint=self.blueprint, warm_start=self.warm_start
+        )
 
     def _load_database(self, database) -> None:
         if database is None or not database.has_workload(self.context.mod):
@@ -151,13 +183,23 @@ class ChameleonSearch(PySearchStrategy):
         return self.model.fit(self._features(configs), np.array([self.measured[c] for c in configs]))
 
     def _feature_width(self) -> int:
-        return self.space.feature_width
+        return self.space.feature_width + len(self.embedding)
 
     def _features(self, configs: list[Config]) -> np.ndarray:
-        return self.space.features(configs)
+        return self._with_embedding(self.space.features(configs))
 
     def _features_from_arrays(self, sketch_ids: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return self.space.features_from_arrays(sketch_ids, idx)
+        return self._with_embedding(self.space.features_from_arrays(sketch_ids, idx))
+
+    def _with_embedding(self, X: np.ndarray) -> np.ndarray:
+        if not len(self.embedding):
+            return X
+        return np.concatenate([X, np.broadcast_to(self.embedding, (len(X), len(self.embedding)))], axis=1)
+
+    def _random_configs(self, n: int) -> list[Config]:
+        if self.prior is not None:
+            return self.prior.sample(self.rng, n)
+        return [self.space.random_config(self.rng) for _ in range(n)]
 
     def _taken(self, config: Config, chosen: set[Config]) -> bool:
         return config in self.measured or config in chosen
@@ -175,14 +217,19 @@ class ChameleonSearch(PySearchStrategy):
         cache[config] = sch
         return sch
 
+    def _rejected_by_blueprint(self, sch) -> bool:
+        from chameleon.hardware.validity import check, is_rejected
+
+        return is_rejected(check(sch.mod, self.blueprint), strict=False)
+
     def _random_valid(self, n: int) -> list[tuple[Config, object]]:
         chosen: list[tuple[Config, object]] = []
         keys: set[Config] = set()
         cache: dict = {}
-        for _ in range(self.config.max_materialize_tries):
+        candidates = self._random_configs(self.config.max_materialize_tries)
+        for config in candidates:
             if len(chosen) >= n:
                 break
-            config = self.space.random_config(self.rng)
             if self._taken(config, keys):
                 continue
             sch = self._materialize(config, cache)
@@ -195,7 +242,7 @@ class ChameleonSearch(PySearchStrategy):
         n = self.config.ppo.num_starts
         valid = sorted((lat, c) for c, lat in self.measured.items() if math.isfinite(lat))
         best = [c for _, c in valid[: self.config.best_starts]]
-        configs = best + [self.space.random_config(self.rng) for _ in range(n - len(best))]
+        configs = best + self._random_configs(n - len(best))
         return self.space.as_arrays(configs)
 
     def _agent_round(self, budget: int) -> list[tuple[Config, object]]:
@@ -203,7 +250,10 @@ class ChameleonSearch(PySearchStrategy):
         n_sketch = len(self.space.sketches)
 
         def reward_fn(configs: np.ndarray, sids: np.ndarray) -> np.ndarray:
-            return self.model.predict(self._features_from_arrays(sids, configs)) - 0.5
+            reward = self.model.predict(self._features_from_arrays(sids, configs)) - 0.5
+            if self.prior is not None:
+                reward = reward + self.config.prior_weight * self.prior.score(sids, configs)
+            return reward
 
         exploration = self.agent.explore(
             starts=idx,
@@ -293,21 +343,34 @@ class ChameleonSearch(PySearchStrategy):
         return chosen
 
 
-def _setup(options: StrategyOptions, config: ChameleonConfig) -> SearchSetup:
-    # The task scheduler still keeps MetaSchedule's program-feature XGBoost up to date; chameleon's
-    # own knob-level model lives inside the strategy, so the scheduler's model is a no-op.
+def _setup(options: StrategyOptions, config: ChameleonConfig, *, blueprint: bool = True) -> SearchSetup:
+    # The task scheduler still calls a cost model after each round; chameleon's own knob-level
+    # model lives inside the strategy, so the scheduler gets a no-op one.
     from tvm.s_tir.meta_schedule.cost_model import RandomModel
 
-    return SearchSetup(
-        strategy=ChameleonSearch(config=config, seed=options.seed), cost_model=RandomModel(seed=1)
-    )
+    bp = None
+    if blueprint and options.blueprint and options.target_json:
+        from chameleon.hardware.blueprints import blueprint_for_target
+
+        bp = blueprint_for_target(options.target_json)
+    strategy = ChameleonSearch(config=config, seed=options.seed, blueprint=bp, warm_start=options.warm_start)
+    return SearchSetup(strategy=strategy, cost_model=RandomModel(seed=1))
 
 
-@register("chameleon", "PPO agent + adaptive sampling + sample synthesis (Chameleon, ICLR'20)")
+@register(
+    "chameleon", "PPO agent + adaptive sampling + sample synthesis (Chameleon) + hardware blueprint (Glimpse)"
+)
 def chameleon(options: StrategyOptions) -> SearchSetup:
     return _setup(options, ChameleonConfig())
 
 
-@register("chameleon-no-as", "ablation: the agent's top predictions, without adaptive sampling")
+@register(
+    "chameleon-no-as", "ablation: chameleon without adaptive sampling (measures the agent's top predictions)"
+)
 def chameleon_no_as(options: StrategyOptions) -> SearchSetup:
     return _setup(options, ChameleonConfig(adaptive_sampling=False))
+
+
+@register("chameleon-no-bp", "ablation: chameleon without the hardware blueprint (same as --no-blueprint)")
+def chameleon_no_bp(options: StrategyOptions) -> SearchSetup:
+    return _setup(options, ChameleonConfig(), blueprint=False)

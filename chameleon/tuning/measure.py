@@ -29,6 +29,8 @@ class MeasureConfig:
     cooldown_s: float = 0.0
     max_retries: int = 2
     """Re-measure on another device when a device fails mid-measurement, at most this often."""
+    device_wait_s: float = 30.0
+    """How long to wait for a device of the key to register before giving up."""
 
 
 def tracker_address(config: MeasureConfig) -> str | None:
@@ -57,11 +59,12 @@ def make_runner(spec: TargetSpec, config: MeasureConfig):
         )
         return ms.runner.LocalRunner(evaluator_config=evaluator, timeout_sec=config.run_timeout_s)
     from chameleon.farm.runner import FarmConfig, make_farm_runner
-    from chameleon.farm.tracker import check_reachable, parse_tracker
+    from chameleon.farm.tracker import check_reachable, key_from_env, parse_tracker, wait_for_devices
 
     host, port = parse_tracker(tracker)
     check_reachable(host, port)
-    key = config.key or os.environ.get("TVM_TRACKER_KEY") or spec.farm_key
+    key = config.key or key_from_env() or spec.farm_key
+    wait_for_devices(host, port, key, timeout_s=config.device_wait_s)
     return make_farm_runner(
         FarmConfig(
             tracker_host=host,
@@ -73,6 +76,7 @@ def make_runner(spec: TargetSpec, config: MeasureConfig):
             repeat=config.repeat,
             min_repeat_ms=config.min_repeat_ms,
             max_retries=config.max_retries,
+            device_wait_s=config.device_wait_s,
         )
     )
 

@@ -218,6 +218,8 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
         interrupted = True
     finally:
         builder.shutdown()
+        if hasattr(runner, "shutdown"):
+            runner.shutdown()
     wall = time.perf_counter() - start
     new = recorder.count if recorder else 0
     breakdown = time_breakdown(profiler.get() if profiler else {}, wall)

@@ -1,0 +1,55 @@
+"""Warm start (Glimpse's transfer): train the cost model first on logs from other devices or runs.
+
+Records of the same workload in another log are decoded into this task's knob space (records
+whose sketch structure differs, e.g. GPU logs for a CPU task, do not decode and are skipped);
+latencies are normalised per log (best / latency), so devices of different speed share a scale;
+each row carries its own device's blueprint embedding, so the model can tell devices apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from chameleon.cost_model.knob_model import KnobCostModel
+
+logger = logging.getLogger(__name__)
+
+
+def warm_start_records(
+    space, workload, log_dirs: tuple[str, ...], *, with_embedding: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    from chameleon.hardware.blueprints import blueprint_for_target, embedding
+    from chameleon.logs.database import open_database
+    from chameleon.logs.metadata import read_run_file
+    from chameleon.logs.timeline import mean_latency
+
+    xs, ys = [], []
+    for log_dir in log_dirs:
+        run = read_run_file(log_dir)
+        database = open_database(Path(log_dir))
+        if not database.has_workload(workload):
+            continue
+        configs, lats = [], []
+        for rec in database.get_top_k(database.commit_workload(workload), 100000):
+            config = space.decode(rec.trace)
+            if config is None:
+                continue
+            lat = mean_latency(rec.run_secs)
+            configs.append(config)
+            lats.append(lat if lat is not None and lat < 1e9 else math.inf)
+        if not configs:
+            continue
+        X = space.features(configs)
+        if with_embedding:
+            emb = embedding(blueprint_for_target(run["target_json"])).astype(np.float32)
+            X = np.concatenate([X, np.broadcast_to(emb, (len(X), len(emb)))], axis=1)
+        xs.append(X)
+        ys.append(KnobCostModel.targets(np.array(lats)))
+        logger.info("warm start: %d records of this task from %s", len(configs), log_dir)
+    if not xs:
+        return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.float32)
+    return np.concatenate(xs), np.concatenate(ys)
