@@ -33,6 +33,8 @@ def _setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
     logging.getLogger("chameleon").setLevel(logging.INFO)
+    for noisy in ("chameleon.space", "chameleon.search", "chameleon.simulate.tvm"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
     # MetaSchedule writes its full logs to <log-dir>/logs; keep its console quiet.
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
