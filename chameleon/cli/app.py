@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chameleon.errors import ChameleonError
+from chameleon.errors import ChameleonError, UsageError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="RL-guided tensor-program autotuner on TVM."
@@ -109,13 +109,20 @@ def replay(
     log_dir: Path = typer.Argument(..., help="A tuning log directory."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     measure: bool = typer.Option(True, help="Time tuned, untuned and PyTorch builds (local targets)."),
-    output: Path = typer.Option(None, help="Where to write the library (default <log-dir>/deploy/)."),
+    output: Path = typer.Option(
+        None, help="Library path, .so or .tar (default <log-dir>/deploy/<model>_<target>.so)."
+    ),
+    cuda_code: str = typer.Option(
+        "binary", help="CUDA kernels: 'binary' (nvcc here) or 'source' (board compiles)."
+    ),
 ) -> None:
     """Compile the network from the log's best records, export it, and time it."""
     from chameleon.logs.replay import replay as run_replay
 
     _setup_logging(False)
-    result = run_replay(log_dir, measure=measure, library_path=output)
+    if cuda_code not in ("binary", "source"):
+        raise UsageError(f"--cuda-code must be 'binary' or 'source', not {cuda_code!r}")
+    result = run_replay(log_dir, measure=measure, library_path=output, cuda_code=cuda_code)
     if as_json:
         print(json.dumps(result.to_dict()))
         return

@@ -57,14 +57,24 @@ def time_callable(fn, *, min_total_s: float = 1.0, repeats: int = 5) -> float:
 
 
 def replay(
-    log_dir: str | Path, *, measure: bool = True, library_path: str | Path | None = None
+    log_dir: str | Path,
+    *,
+    measure: bool = True,
+    library_path: str | Path | None = None,
+    cuda_code: str = "binary",
 ) -> ReplayResult:
+    """Compile, export (``.so``, cross-compiled for Jetson hosts; ``.tar`` by suffix) and time.
+
+    ``cuda_code="binary"`` embeds kernels compiled here with nvcc; ``"source"`` leaves CUDA source
+    for the board to compile at load time (needed for sm_72 and older with CUDA 13).
+    """
     import torch
     import tvm
     from tvm import relax
 
     from chameleon.hardware.targets import host_cores, host_mcpu
     from chameleon.models.importer import load_network
+    from chameleon.tvm_glue.cross import check_toolchain, export_library
     from chameleon.tvm_glue.pipeline import compile_tuned, tuned_functions
 
     log_dir = Path(log_dir)
@@ -72,6 +82,8 @@ def replay(
     database = open_database(log_dir)
     network = load_network(run["model"], batch=run["batch"], image_size=run.get("image_size"))
     target = tvm.target.Target(run["target_json"])
+    suffix = Path(library_path).suffix if library_path else ".so"
+    check_toolchain(target, link=suffix == ".so", compile_cuda=cuda_code == "binary")  # fail before compiling
     prepack = bool(run.get("prepack", False))
     tuned, untuned = tuned_functions(network.mod, target, database, prepack=prepack)
     if untuned:
@@ -81,10 +93,9 @@ def replay(
     ex = compile_tuned(network.mod, target, database, prepack=prepack)
     compile_s = {"tuned": round(time.perf_counter() - start, 2)}
     local = target.kind.name == "llvm" and run["target_json"].get("mcpu") in (None, host_mcpu(), "haswell")
-    suffix = ".so" if target.kind.name == "llvm" else ".tar"
-    lib = Path(library_path or log_dir / "deploy" / f"{network.name}_{run['target']}{suffix}")
+    lib = Path(library_path or log_dir / "deploy" / f"{network.name}_{run['target']}.so")
     lib.parent.mkdir(parents=True, exist_ok=True)
-    ex.export_library(str(lib))
+    export_library(ex, lib, target, cuda=cuda_code)
     result = ReplayResult(
         log_dir=str(log_dir),
         network=network.name,
