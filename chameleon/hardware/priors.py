@@ -3,8 +3,9 @@
 A prior is a log-weight per configuration, summed from per-knob tables so that tens of thousands
 of configurations are scored with a few gathers. Rules (MetaSchedule's default sketches):
 - CPU: the innermost factor of the last spatial tile is the loop the postprocessor vectorizes;
-  a factor that is a multiple of the SIMD lanes (fp32) fills whole vector registers (0), one that
-  divides the lane count uses part of a register (-0.5), anything else leaves a scalar tail (-1).
+  a factor that is a multiple of the SIMD lanes (fp32) fills whole vector registers (0), one (> 1)
+  that divides the lane count uses part of a register (-0.5), anything else (1: no vector at all,
+  or a scalar tail) scores -1.
 - GPU: spatial tiles have five levels with ``threadIdx`` at level 2, so the product of those
   factors is the block size: a warp multiple within the device limit scores 0, a block that is not
   a warp multiple -1, one over the limit -3 (the validity check rejects it anyway).
@@ -35,7 +36,12 @@ class BlueprintPrior:
                 j = spatial[-1]
                 for o, option in enumerate(sketch.knobs[j].options):
                     inner = int(option[-1])
-                    table[j, o] = 0.0 if inner % lanes == 0 else (-0.5 if lanes % inner == 0 else -1.0)
+                    if inner % lanes == 0:
+                        table[j, o] = 0.0
+                    elif inner > 1 and lanes % inner == 0:
+                        table[j, o] = -0.5
+                    else:
+                        table[j, o] = -1.0
             return {"table": table}
         threads = [
             (j, np.array([int(opt[2]) for opt in sketch.knobs[j].options], dtype=np.int64))

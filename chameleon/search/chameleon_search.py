@@ -223,11 +223,14 @@ class ChameleonSearch(PySearchStrategy):
         return is_rejected(check(sch.mod, self.blueprint), strict=False)
 
     def _random_valid(self, n: int) -> list[tuple[Config, object]]:
+        return self._first_valid(self._random_configs(self.config.max_materialize_tries), n)
+
+    def _first_valid(self, configs, n: int) -> list[tuple[Config, object]]:
+        """The first ``n`` of ``configs`` that are unmeasured, distinct and valid programs."""
         chosen: list[tuple[Config, object]] = []
         keys: set[Config] = set()
         cache: dict = {}
-        candidates = self._random_configs(self.config.max_materialize_tries)
-        for config in candidates:
+        for config in configs:
             if len(chosen) >= n:
                 break
             if self._taken(config, keys):
@@ -300,18 +303,8 @@ class ChameleonSearch(PySearchStrategy):
         return int(sid), tuple(int(v) for v in row[: len(self.space.option_counts(int(sid)))])
 
     def _take_top(self, plan_ids, plan_idx, budget) -> list[tuple[Config, object]]:
-        chosen, keys, cache = [], set(), {}
-        for sid, row in zip(plan_ids, plan_idx, strict=True):
-            config = self._config(sid, row)
-            if self._taken(config, keys):
-                continue
-            sch = self._materialize(config, cache)
-            if sch is not None:
-                chosen.append((config, sch))
-                keys.add(config)
-            if len(chosen) >= budget:
-                break
-        return chosen
+        configs = (self._config(sid, row) for sid, row in zip(plan_ids, plan_idx, strict=True))
+        return self._first_valid(configs, budget)
 
     def _sample_adaptively(self, plan_ids, plan_idx, scores, budget) -> list[tuple[Config, object]]:
         X = self._features_from_arrays(plan_ids, plan_idx)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
-from tvm.s_tir.meta_schedule.runner import RunnerResult
 from tvm.s_tir.meta_schedule.search_strategy import PySearchStrategy
 
 from chameleon.sampling.adaptive import choose_k, members_by_distance
 from chameleon.search.registry import SearchSetup, StrategyOptions, register
+from chameleon.search.subset import expand_results
 from chameleon.space.space import KnobSpace
 
 NOT_SAMPLED = "not sampled: another member of its cluster was measured"
@@ -81,10 +81,9 @@ class AdaptivelySampledSearch(PySearchStrategy):
         return [plan[i] for i in chosen]
 
     def notify_runner_results(self, measure_candidates, results) -> None:
-        full = [RunnerResult(None, NOT_SAMPLED) for _ in self._plan]
-        for i, r in zip(self._chosen, results, strict=True):
-            full[i] = r
-        self.inner.notify_runner_results(self._plan, full)
+        self.inner.notify_runner_results(
+            self._plan, expand_results(len(self._plan), self._chosen, results, NOT_SAMPLED)
+        )
 
     def clone(self):
         return AdaptivelySampledSearch(

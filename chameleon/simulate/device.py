@@ -18,6 +18,7 @@ from tvm.s_tir.meta_schedule.builder import BuilderInput, BuilderResult, PyBuild
 from tvm.s_tir.meta_schedule.runner import PyRunner, PyRunnerFuture, RunnerInput, RunnerResult
 from tvm.s_tir.meta_schedule.search_strategy import PySearchStrategy
 
+from chameleon.search.subset import expand_results
 from chameleon.simulate.dataset import TaskData
 from chameleon.simulate.surrogate import Surrogate, program_features
 from chameleon.tvm_glue.keys import trace_key
@@ -120,10 +121,9 @@ class SimulatedSearch(PySearchStrategy):
         return None
 
     def notify_runner_results(self, measure_candidates, results) -> None:
-        full = [RunnerResult(None, NOT_IN_POOL) for _ in self._batch]
-        for i, r in zip(self._keep, results, strict=True):
-            full[i] = r
-        self.inner.notify_runner_results(self._batch, full)
+        self.inner.notify_runner_results(
+            self._batch, expand_results(len(self._batch), self._keep, results, NOT_IN_POOL)
+        )
 
     def clone(self):
         return SimulatedSearch(

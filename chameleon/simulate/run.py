@@ -14,6 +14,7 @@ from chameleon.search import registry
 from chameleon.simulate.dataset import Dataset, TaskData
 from chameleon.simulate.device import SimulatedBuilder, SimulatedDevice, SimulatedRunner, SimulatedSearch
 from chameleon.simulate.surrogate import Surrogate, SurrogateQuality, program_features
+from chameleon.tvm_glue.ms_logging import ms_logger_setup
 
 logger = logging.getLogger(__name__)
 
@@ -77,18 +78,16 @@ def simulate(
     device = SimulatedDevice(task=task, surrogate=surrogate, pool_only=pool_only)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="chameleon-sim-") as work_dir:
-        ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
-        level = ms_logger.level
-        ms_logger.setLevel(logging.WARNING)
-        context = ms.TuneContext(
-            mod=task.workload,
-            target=dataset.target(),
-            space_generator="post-order-apply",
-            search_strategy=SimulatedSearch(inner=setup.strategy, device=device),
-            task_name=task.name,
-            rand_state=seed + 1,  # TVM treats 0 specially; keep seeds distinct
-            logger=ms.logging.get_logger("chameleon.simulate.tvm"),
-        ).clone()
+        with ms_logger_setup(console_level=logging.WARNING):
+            context = ms.TuneContext(
+                mod=task.workload,
+                target=dataset.target(),
+                space_generator="post-order-apply",
+                search_strategy=SimulatedSearch(inner=setup.strategy, device=device),
+                task_name=task.name,
+                rand_state=seed + 1,  # TVM treats 0 specially; keep seeds distinct
+                logger=ms.logging.get_logger("chameleon.simulate.tvm"),
+            ).clone()
         recorder = TimelineRecorder(path=None, task_names=[task.name], run=1)
         ms.tune_tasks(
             tasks=[context],
@@ -107,7 +106,6 @@ def simulate(
                 recorder,
             ],
         )
-        ms_logger.setLevel(level or logging.DEBUG)
     wall = time.perf_counter() - start
     return SimRun(
         strategy=strategy,

@@ -24,6 +24,7 @@ from chameleon.logs.database import open_database
 from chameleon.logs.timeline import TIMELINE_FILE, Measurement, TimelineRecorder
 from chameleon.search import registry
 from chameleon.tuning.measure import MeasureConfig, make_builder, make_runner
+from chameleon.tvm_glue.ms_logging import ms_logger_setup
 
 logger = logging.getLogger(__name__)
 
@@ -182,14 +183,13 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
     profiler = None
     try:
         if remaining > 0:
-            # TVM's logger setup copies the logger's level to its console handler and then sets the
-            # logger to DEBUG; restore the caller's level so a later run stays as quiet as this one.
-            ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
-            level = ms_logger.level
-            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                [t.extracted for t in tasks], work_dir=str(log_dir), strategy=setup.strategy, seed=config.seed
-            )
-            ms_logger.setLevel(level or logging.DEBUG)
+            with ms_logger_setup():
+                contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                    [t.extracted for t in tasks],
+                    work_dir=str(log_dir),
+                    strategy=setup.strategy,
+                    seed=config.seed,
+                )
             start = time.perf_counter()
             recorder = TimelineRecorder(
                 path=log_dir / TIMELINE_FILE,

@@ -1,0 +1,141 @@
+"""Chameleon's own parts around the agent: knob cost model, blueprint priors, warm start."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chameleon.cost_model.knob_model import KnobCostModel, KnobModelConfig
+from chameleon.hardware.blueprints import get_blueprint
+
+
+@given(st.lists(st.one_of(st.floats(1e-6, 1.0), st.just(math.inf)), min_size=1, max_size=50))
+@settings(max_examples=50, deadline=None)
+def test_targets_are_normalised_throughput(latencies):
+    y = KnobCostModel.targets(np.array(latencies))
+    assert y.shape == (len(latencies),)
+    assert np.all((y >= 0) & (y <= 1.0 + 1e-6))
+    finite = [v for v in latencies if math.isfinite(v)]
+    if finite:
+        assert math.isclose(float(y.max()), 1.0, rel_tol=1e-6)
+    for v, t in zip(latencies, y, strict=True):
+        if not math.isfinite(v):
+            assert t == 0.0
+
+
+def test_knob_model_learns_a_ranking():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(300, 6)).astype(np.float32)
+    latency = 1e-3 * (1.0 + 3.0 * X[:, 0] + X[:, 1] ** 2)
+    model = KnobCostModel(config=KnobModelConfig(n_estimators=80), seed=0)
+    assert not model.fitted and np.all(model.predict(X) == 0)
+    assert model.fit(X[:200], latency[:200])
+    pred = model.predict(X[200:])
+    from scipy.stats import spearmanr
+
+    # Higher predicted throughput must mean lower latency.
+    assert spearmanr(pred, -latency[200:]).statistic > 0.8
+
+
+def test_knob_model_needs_minimum_samples_unless_prior():
+    model = KnobCostModel(config=KnobModelConfig(min_samples=4))
+    X = np.zeros((2, 3), dtype=np.float32)
+    assert not model.fit(X, np.array([1e-3, 2e-3]))
+    model.set_prior(np.ones((10, 3), dtype=np.float32), np.linspace(0, 1, 10).astype(np.float32))
+    assert model.fit(X, np.array([1e-3, 2e-3]))
+
+
+class _Knob:
+    def __init__(self, options, kind="tile"):
+        self.options = options
+        self.kind = kind
+
+
+class _Sketch:
+    def __init__(self, knobs):
+        self.knobs = knobs
+        self.num_knobs = len(knobs)
+        self.option_counts = np.array([len(k.options) for k in knobs], dtype=np.int64)
+
+
+class _Space:
+    def __init__(self, sketches):
+        self.sketches = sketches
+
+    def random_config(self, rng):
+        s = self.sketches[0]
+        return 0, tuple(int(rng.integers(n)) for n in s.option_counts)
+
+    def as_arrays(self, configs):
+        ids = np.array([c[0] for c in configs])
+        idx = np.array([c[1] for c in configs])
+        return ids, idx
+
+
+def test_cpu_prior_prefers_full_simd_vectors():
+    from chameleon.hardware.priors import BlueprintPrior
+
+    avx512 = get_blueprint("x86-avx512-server")  # 16 fp32 lanes
+    tile = _Knob([(1, 1, 1, 16), (1, 1, 2, 8), (1, 1, 16, 1), (1, 1, 1, 48)])
+    red = _Knob([(4, 4), (16, 1)])
+    space = _Space([_Sketch([tile, red])])
+    prior = BlueprintPrior(space=space, blueprint=avx512)
+    ids = np.zeros(4, dtype=np.int64)
+    idx = np.array([[0, 0], [1, 0], [2, 0], [3, 1]])
+    scores = prior.score(ids, idx)
+    assert scores[0] == 0.0  # 16 lanes: one full register
+    assert scores[1] == -0.5  # 8 lanes: half a register
+    assert scores[2] == -1.0  # scalar tail
+    assert scores[3] == 0.0  # 48 = 3 registers; the reduction tile has no prior
+    sample = prior.sample(np.random.default_rng(0), 3)
+    assert len(set(sample)) == 3
+
+
+def test_gpu_prior_scores_block_size():
+    from chameleon.hardware.priors import BlueprintPrior
+
+    orin = get_blueprint("jetson-orin-nano")
+    tx = _Knob([(1, 1, 32, 1, 1), (1, 1, 3, 1, 1), (1, 1, 64, 1, 1)])
+    ty = _Knob([(1, 1, 1, 1, 1), (1, 1, 32, 1, 1)])
+    space = _Space([_Sketch([tx, ty])])
+    prior = BlueprintPrior(space=space, blueprint=orin)
+    idx = np.array([[0, 0], [1, 0], [2, 1]])  # 32 threads, 3 threads, 2048 threads
+    scores = prior.score(np.zeros(3, dtype=np.int64), idx)
+    assert scores.tolist() == [0.0, -1.0, -3.0]
+
+
+@pytest.mark.slow
+def test_warm_start_model_beats_cold_on_held_out_records(tiny_log):
+    """A cost model trained first on another run's log ranks held-out records better than none."""
+    from scipy.stats import spearmanr
+    from tvm.s_tir import meta_schedule as ms
+
+    from chameleon.search.transfer import warm_start_records
+    from chameleon.simulate.dataset import load_dataset
+    from chameleon.space.space import KnobSpace
+
+    dataset = load_dataset(tiny_log)
+    task = next(iter(dataset.tasks.values()))
+    ctx = ms.TuneContext(
+        mod=task.workload, target=dataset.target(), space_generator="post-order-apply", task_name=task.name
+    )
+    space = KnobSpace.from_design_spaces(
+        mod=task.workload,
+        design_spaces=ctx.generate_design_space(),
+        postprocs=list(ctx.space_generator.postprocs),
+    )
+    X, y = warm_start_records(space, task.workload, (str(tiny_log),), with_embedding=True)
+    assert len(y) >= 8 and X.shape[0] == len(y)
+    half = len(y) // 2
+    warm = KnobCostModel(config=KnobModelConfig(min_samples=1), seed=0)
+    warm.set_prior(X[:half], y[:half])
+    assert warm.fit(X[:0], np.zeros(0))
+    rho = spearmanr(warm.predict(X[half:]), y[half:]).statistic
+    cold = KnobCostModel(seed=0)
+    assert not cold.fit(X[:0], np.zeros(0))  # nothing to learn from: predicts a constant
+    assert np.ptp(cold.predict(X[half:])) == 0
+    assert rho > 0.0
