@@ -9,7 +9,7 @@ TARGET   ?= llvm
 TRIALS   ?= 600
 STRATEGY ?= chameleon
 SEED     ?= 0
-LOG_DIR  ?= tuning_logs/$(MODEL)/$(TARGET)
+LOG_DIR  ?= runs/$(MODEL)-$(TARGET)
 TRACKER  ?=
 KEY      ?=
 SERVERS  ?= 2
@@ -33,7 +33,7 @@ tune: $(STAMP)  ## tune MODEL for TARGET (TRIALS, STRATEGY, TRACKER, KEY), then 
 	$(BIN)/chameleon tune --model $(MODEL) --target $(TARGET) --trials $(TRIALS) --strategy $(STRATEGY) --seed $(SEED) --log-dir $(LOG_DIR) $(FARM_ARGS)
 	$(BIN)/chameleon replay $(LOG_DIR)
 
-replay: $(STAMP)  ## compile LOG_DIR's best records, export and time the network
+replay: $(STAMP)  ## compile LOG_DIR's best records, export and time the network (e.g. LOG_DIR=tuning_logs/resnet18/llvm)
 	$(BIN)/chameleon replay $(LOG_DIR)
 
 report: $(STAMP)  ## per-task table and plot for LOG_DIR

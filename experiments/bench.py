@@ -14,7 +14,14 @@ from chameleon.bench.online import PRESETS, distinct_conv_tasks, list_tasks, run
 from chameleon.bench.output import write_all
 
 RESULTS = Path("experiments/results")
-DEFAULT_STRATEGIES = ["chameleon", "evolutionary", "random", "chameleon-no-as", "evolutionary-as"]
+DEFAULT_STRATEGIES = [
+    "chameleon",
+    "evolutionary",
+    "random",
+    "chameleon-no-as",
+    "chameleon-no-bp",
+    "evolutionary-as",
+]
 
 
 def main() -> None:
@@ -28,6 +35,7 @@ def main() -> None:
     parser.add_argument("--strategy", action="append", help=f"default: {', '.join(DEFAULT_STRATEGIES)}")
     parser.add_argument("--trials", type=int)
     parser.add_argument("--seeds", type=int)
+    parser.add_argument("--no-run", action="store_true", help="only summarize the runs already on disk")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
@@ -49,6 +57,7 @@ def main() -> None:
         seeds=seeds,
         trials=trials,
         out_dir=RESULTS / "runs" / args.preset,
+        measure=not args.no_run,
         on_run=lambda c: print(
             f"  {c.strategy:16s} seed {c.seed} {c.task[:50]:50s} best {1e3 * (c.best or float('nan')):.4f} ms "
             f"after {len(c.latencies)} measurements, {c.times[-1] if c.times else 0:.0f} s, "

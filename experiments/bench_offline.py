@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--task", action="append")
     parser.add_argument("--pool-only", action="store_true")
     parser.add_argument("--out", default="offline")
+    parser.add_argument(
+        "--warm-start", action="append", default=[], help="log dir(s): adds a chameleon+warm variant"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("chameleon.bench").setLevel(logging.INFO)
@@ -48,6 +51,7 @@ def main() -> None:
         trials_per_round=args.trials_per_round,
         pool_only=args.pool_only,
         tasks=args.task,
+        warm_start=tuple(args.warm_start),
         on_run=lambda r: print(
             f"  {r.strategy:18s} {r.task[:48]:48s} seed {r.seed}: best {1e3 * (r.best or float('nan')):.4f} ms, "
             f"{r.search_s_per_round:.2f} s/round",

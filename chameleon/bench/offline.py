@@ -32,7 +32,18 @@ def run_offline(
     pool_only: bool = False,
     tasks: list[str] | None = None,
     on_run: Callable[[RunCurve], None] | None = None,
+    warm_start: tuple[str, ...] = (),
 ) -> OfflineResult:
+    """Simulate every strategy x seed on every task of the datasets.
+
+    With ``warm_start`` log directories, a variant ``chameleon+warm`` is added: chameleon whose
+    cost model is first trained on those logs (transfer).
+    """
+    from chameleon.search.registry import StrategyOptions
+
+    variants = [(s, s, ()) for s in strategies]
+    if warm_start:
+        variants.append(("chameleon+warm", "chameleon", tuple(warm_start)))
     runs: list[RunCurve] = []
     qualities: dict[str, SurrogateQuality] = {}
     for path in datasets:
@@ -41,12 +52,14 @@ def run_offline(
         for name in names:
             task = dataset.tasks[name]
             surrogate, qualities[name] = (None, None) if pool_only else fit_surrogate(dataset, task)
-            for strategy in strategies:
+            for label, strategy, warm in variants:
                 for seed in seeds:
+                    options = StrategyOptions(seed=seed, target_json=dataset.target_json, warm_start=warm)
                     sim = simulate(
                         dataset=dataset,
                         task=task,
                         strategy=strategy,
+                        options=options,
                         trials=trials,
                         seed=seed,
                         surrogate=surrogate,
@@ -55,7 +68,7 @@ def run_offline(
                     )
                     rounds = max(1, -(-len(sim.latencies) // trials_per_round))
                     curve = RunCurve(
-                        strategy=strategy,
+                        strategy=label,
                         task=name,
                         seed=seed,
                         latencies=tuple(sim.latencies),

@@ -89,12 +89,18 @@ def run_online(
     out_dir: Path,
     trials_per_round: int = 16,
     on_run: Callable[[RunCurve], None] | None = None,
+    measure: bool = True,
 ) -> list[RunCurve]:
+    """Tune every (task, seed, strategy); with ``measure=False`` only collect runs already on disk."""
     curves = []
     for task in tasks:
         for seed in seeds:
             for strategy in strategies:
                 log_dir = out_dir / _slug(task) / f"{strategy}-s{seed}"
+                if not measure:
+                    if (log_dir / "timeline.jsonl").exists():
+                        curves.append(run_curve(log_dir, strategy=strategy, task=task, seed=seed))
+                    continue
                 tune(
                     TuneConfig(
                         model=model,

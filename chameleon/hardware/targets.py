@@ -9,6 +9,7 @@ machine has no GPU) can only be measured through an RPC farm (``--tracker``/``--
 from __future__ import annotations
 
 import functools
+import json
 import os
 from dataclasses import dataclass
 
@@ -104,8 +105,9 @@ def resolve_target(name: str) -> TargetSpec:
         tag, desc = JETSON_TAGS[key]
         import tvm
 
-        # export() drops the tag; keep it so blueprints resolve to the exact board.
-        tj = {**dict(tvm.target.Target(tag).export()), "tag": tag}
+        # str(Target) is its JSON (plain Python values, unlike export()); it drops the tag, which we
+        # keep so that blueprints resolve to the exact board.
+        tj = {**json.loads(str(tvm.target.Target(tag))), "tag": tag}
         return TargetSpec(key, tj, "gpu", True, key, desc)
     raise UsageError(f"unknown target {name!r}; valid targets: {', '.join(target_names())}")
 

@@ -284,7 +284,7 @@ def _start_run_file(log_dir: Path, config: TuneConfig, spec: TargetSpec, network
     if data is None:
         data = {**header, "created": metadata.now(), "runs": []}
     else:
-        for key in ("network", "target", "batch", "prepack"):
+        for key in ("network", "target", "target_json", "batch", "image_size", "prepack"):
             if data.get(key) != header[key]:
                 raise UsageError(
                     f"{log_dir} holds a log for {key}={data.get(key)!r}, not {header[key]!r}: "
