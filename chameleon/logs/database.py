@@ -40,52 +40,73 @@ def _read_lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8", errors="replace").splitlines()
 
 
-def _valid_workload(line: str) -> bool:
+def _parse_workload(line: str):
+    """The TVM ``Workload`` of a line, or None if the line is not one."""
+    from tvm.s_tir.meta_schedule.database import Workload
+
     try:
         value = json.loads(line)
-    except json.JSONDecodeError:
-        return False
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+            return None
+        return Workload.from_json(value)
+    except Exception:  # noqa: BLE001 - anything TVM refuses is a corrupt line
+        return None
 
 
-def _valid_record(line: str) -> tuple[int, list] | None:
+def _parse_record(line: str, workloads: dict[int, object]) -> tuple[int, list] | None:
+    """``(workload index, record json)`` if TVM can read the line as a record, else None."""
+    from tvm.s_tir.meta_schedule.database import TuningRecord
+
     try:
         value = json.loads(line)
     except json.JSONDecodeError:
         return None
     if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)):
         return None
-    rec = value[1]
-    if not (isinstance(rec, list) and len(rec) >= 2 and isinstance(rec[0], list)):
-        return None
-    return value[0], rec
+    idx, rec = value
+    if idx in workloads:
+        try:
+            TuningRecord.from_json(rec, workloads[idx])
+        except Exception:  # noqa: BLE001
+            return None
+    return idx, rec
 
 
 def repair(log_dir: str | Path) -> RepairReport:
-    """Validate both files line by line; move bad lines aside; return what was done."""
+    """Validate both files line by line with TVM's own parsers; move bad lines aside.
+
+    TVM numbers workloads by their position among the (non-blank) lines it wrote, so records are
+    re-indexed when a workload line has to go; records of a lost workload are set aside too.
+    Blank lines are dropped (TVM's reader crashes on them).
+    """
     log_dir = Path(log_dir)
     wl_path, rec_path = log_dir / WORKLOAD_FILE, log_dir / RECORD_FILE
-    wl_lines, rec_lines = _read_lines(wl_path), _read_lines(rec_path)
+    wl_raw, rec_raw = _read_lines(wl_path), _read_lines(rec_path)
     bad_wl, bad_rec, orphans = [], [], 0
     remap: dict[int, int] = {}
+    parsed_wl: dict[int, object] = {}
     kept_wl: list[str] = []
-    for i, line in enumerate(wl_lines):
+    index = 0  # TVM's index: position among non-blank lines
+    for i, line in enumerate(wl_raw):
         if not line.strip():
             continue
-        if _valid_workload(line):
-            remap[i] = len(kept_wl)
+        workload = _parse_workload(line)
+        if workload is not None:
+            remap[index] = len(kept_wl)
+            parsed_wl[index] = workload
             kept_wl.append(line)
         else:
             bad_wl.append(i + 1)
             logger.warning(
                 "%s line %d is corrupt: skipped (kept in %s.corrupt)", wl_path, i + 1, wl_path.name
             )
+        index += 1
     kept_rec: list[str] = []
     corrupt_rec: list[str] = []
-    for i, line in enumerate(rec_lines):
+    for i, line in enumerate(rec_raw):
         if not line.strip():
             continue
-        parsed = _valid_record(line)
+        parsed = _parse_record(line, parsed_wl)
         if parsed is None:
             bad_rec.append(i + 1)
             corrupt_rec.append(line)
@@ -100,14 +121,16 @@ def repair(log_dir: str | Path) -> RepairReport:
             continue
         kept_rec.append(line if remap[idx] == idx else json.dumps([remap[idx], rec], separators=(",", ":")))
     report = RepairReport(bad_wl, bad_rec, orphans)
+    blank = any(not line.strip() for line in wl_raw + rec_raw)
     if report.changed:
         if orphans:
             logger.warning("%s: %d records refer to a corrupt workload line: set aside", rec_path, orphans)
-        _append(wl_path.with_name(wl_path.name + ".corrupt"), [wl_lines[i - 1] for i in bad_wl])
+        _append(wl_path.with_name(wl_path.name + ".corrupt"), [wl_raw[i - 1] for i in bad_wl])
         _append(rec_path.with_name(rec_path.name + ".corrupt"), corrupt_rec)
+    if report.changed or blank:
         _write(wl_path, kept_wl)
         _write(rec_path, kept_rec)
-    elif rec_lines and not rec_path.read_bytes().endswith(b"\n"):
+    elif rec_raw and not rec_path.read_bytes().endswith(b"\n"):
         _write(rec_path, kept_rec)  # a complete last line without its newline: TVM appends after it
     return report
 

@@ -2,8 +2,8 @@
 
 Fields: ``task`` (name), ``task_index``, ``trial`` (1-based within the task, this run),
 ``n`` (1-based over the whole run), ``t`` (seconds since the run started), ``run`` (run number
-in this log directory), ``latency_s`` (mean of the runner's repeats, or null), ``error`` (first
-line of the build/run error, or null), ``key`` (:func:`chameleon.tvm_glue.keys.trace_key` of the
+in this log directory), ``latency_s`` (mean of the runner's repeats, or null), ``error`` (last
+line of the build/run error, where TVM puts the reason, or null), ``key`` (:func:`chameleon.tvm_glue.keys.trace_key` of the
 candidate, so a log doubles as a replay dataset). The file is append-only; a corrupt line is skipped with a
 warning when read.
 """

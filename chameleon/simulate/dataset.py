@@ -96,7 +96,11 @@ def _unpack(path: Path) -> Path:
         if not (out / "run.json").exists() and len(inner) == 1:
             return inner[0]
     inner = [p for p in out.iterdir() if p.is_dir() and (p / "run.json").exists()]
-    return out if (out / "run.json").exists() else inner[0]
+    if (out / "run.json").exists():
+        return out
+    if len(inner) != 1:
+        raise ChameleonError(f"dataset {path} holds no chameleon log (no run.json inside)")
+    return inner[0]
 
 
 def load_dataset(path: str | Path) -> Dataset:

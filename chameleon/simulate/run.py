@@ -86,26 +86,17 @@ def simulate(
                 search_strategy=SimulatedSearch(inner=setup.strategy, device=device),
                 task_name=task.name,
                 rand_state=seed + 1,  # TVM treats 0 specially; keep seeds distinct
+                num_threads=1,  # MetaSchedule hands per-thread random states out dynamically
                 logger=ms.logging.get_logger("chameleon.simulate.tvm"),
             ).clone()
         recorder = TimelineRecorder(path=None, task_names=[task.name], run=1)
-        ms.tune_tasks(
-            tasks=[context],
-            task_weights=[1.0],
-            work_dir=work_dir,
-            max_trials_global=trials,
-            max_trials_per_task=trials,
-            num_trials_per_iter=trials_per_round,
-            builder=SimulatedBuilder(device=device),
-            runner=SimulatedRunner(device=device),
-            database=ms.database.MemoryDatabase(),
-            cost_model=setup.cost_model,
-            measure_callbacks=[
-                ms.measure_callback.AddToDatabase(),
-                ms.measure_callback.UpdateCostModel(),
-                recorder,
-            ],
-        )
+        # TVM's XGBModel draws from numpy's global RNG before it has data: seed it, then restore.
+        saved = np.random.get_state()
+        np.random.seed(seed)
+        try:
+            _tune(ms, context, trials, trials_per_round, device, setup, recorder, work_dir)
+        finally:
+            np.random.set_state(saved)
     wall = time.perf_counter() - start
     return SimRun(
         strategy=strategy,
@@ -115,4 +106,24 @@ def simulate(
         wall_s=wall,
         hits=device.hits,
         misses=device.misses,
+    )
+
+
+def _tune(ms, context, trials, trials_per_round, device, setup, recorder, work_dir) -> None:
+    ms.tune_tasks(
+        tasks=[context],
+        task_weights=[1.0],
+        work_dir=work_dir,
+        max_trials_global=trials,
+        max_trials_per_task=trials,
+        num_trials_per_iter=trials_per_round,
+        builder=SimulatedBuilder(device=device),
+        runner=SimulatedRunner(device=device),
+        database=ms.database.MemoryDatabase(),
+        cost_model=setup.cost_model,
+        measure_callbacks=[
+            ms.measure_callback.AddToDatabase(),
+            ms.measure_callback.UpdateCostModel(),
+            recorder,
+        ],
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from chameleon.errors import UsageError
@@ -36,8 +35,10 @@ class MeasureConfig:
 def tracker_address(config: MeasureConfig) -> str | None:
     if config.tracker:
         return config.tracker
-    host, port = os.environ.get("TVM_TRACKER_HOST"), os.environ.get("TVM_TRACKER_PORT")
-    return f"{host}:{port}" if host and port else None
+    from chameleon.farm.tracker import tracker_from_env
+
+    found = tracker_from_env()
+    return f"{found[0]}:{found[1]}" if found else None
 
 
 def make_runner(spec: TargetSpec, config: MeasureConfig):

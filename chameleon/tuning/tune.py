@@ -188,7 +188,8 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
                     [t.extracted for t in tasks],
                     work_dir=str(log_dir),
                     strategy=setup.strategy,
-                    seed=config.seed,
+                    # A resumed run must not replay the first run's random draws.
+                    seed=config.seed + 7919 * (run_info["run"] - 1),
                 )
             start = time.perf_counter()
             recorder = TimelineRecorder(

@@ -1,0 +1,201 @@
+"""Search-efficiency metrics (DESIGN.md, "How search efficiency is measured") and benchmark outputs."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chameleon.bench.metrics import RunCurve, first_reach, median_curve, summarize, task_stats
+from chameleon.bench.output import markdown, write_all
+
+B = 10
+"""Budget of the hand-made runs."""
+
+
+def run(strategy: str, seed: int, lats, *, task: str = "t", times=None, search=None) -> RunCurve:
+    return RunCurve(
+        strategy=strategy,
+        task=task,
+        seed=seed,
+        latencies=tuple(lats),
+        times=None if times is None else tuple(times),
+        search_s_per_round=search,
+    )
+
+
+# --------------------------------------------------------------------------- first_reach
+def test_first_reach_examples() -> None:
+    assert first_reach([5.0, None, 3.0, 1.0], 3.0) == 3  # at or below the threshold, 1-based
+    assert first_reach([5.0, None, 3.0, 1.0], 2.9) == 4
+    assert first_reach([None, None], 1.0) is None
+    assert first_reach([], 1.0) is None
+    assert first_reach([2.0], 1.0) is None
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.floats(min_value=0.1, max_value=10.0)), max_size=30),
+    st.floats(min_value=0.1, max_value=10.0),
+)
+def test_first_reach_is_the_first_index_at_or_below(lats, threshold) -> None:
+    m = first_reach(lats, threshold)
+    hits = [i + 1 for i, v in enumerate(lats) if v is not None and v <= threshold]
+    assert m == (hits[0] if hits else None)
+
+
+# --------------------------------------------------------------------------- task_stats
+def test_task_stats_counts_never_reaching_runs_as_twice_the_budget() -> None:
+    runs = [
+        # L_ref = 1.0 (reached by "base" seed 0), target T = 1.05.
+        run("base", 0, [3.0, 2.0, 1.0]),
+        run("base", 1, [3.0, 1.04, 2.0, 2.0, 2.0]),
+        run("base", 2, [3.0, 2.0, 2.0, 2.0, 1.05]),
+        run("new", 0, [1.02]),
+        run("new", 1, [2.0, 2.0]),  # never reaches T: counts as 2B = 20
+        run("new", 2, [None, 1.0]),
+    ]
+    stats = task_stats(runs, budget=B)
+    base, new = stats[("base", "t")], stats[("new", "t")]
+    assert base.median_m == 3  # m = 3, 2, 5
+    assert (base.reached, base.runs) == (3, 3)
+    assert new.median_m == 2  # m = 1, 20, 2
+    assert (new.reached, new.runs) == (2, 3)
+    assert base.median_best == 1.04
+    assert new.median_best == 1.02  # bests 1.02, 2.0, 1.0
+    assert base.median_t is None and base.search_s_per_round is None
+
+
+def test_task_stats_never_reaching_all_runs() -> None:
+    runs = [run("base", 0, [1.0]), run("x", 0, [2.0, None]), run("x", 1, [3.0])]
+    x = task_stats(runs, budget=B)[("x", "t")]
+    assert x.median_m == 2 * B and x.reached == 0
+
+
+def test_task_stats_times_and_search_cost() -> None:
+    runs = [
+        run("base", 0, [2.0, 1.0, 1.0], times=[1.0, 2.0, 3.0], search=0.5),
+        run("x", 0, [1.0, 2.0], times=[4.0, 8.0], search=0.25),
+        run("x", 1, [2.0, 2.0], times=[4.0, 8.0], search=0.75),  # never: 2 x its total time
+    ]
+    stats = task_stats(runs, budget=B)
+    assert stats[("base", "t")].median_t == 2.0
+    assert stats[("x", "t")].median_t == (4.0 + 16.0) / 2
+    assert stats[("x", "t")].search_s_per_round == 0.5
+
+
+def test_task_stats_skips_a_task_without_any_valid_measurement() -> None:
+    stats = task_stats([run("a", 0, [None]), run("a", 0, [1.0], task="u")], budget=B)
+    assert set(stats) == {("a", "u")}
+
+
+def test_task_stats_separates_tasks() -> None:
+    runs = [run("a", 0, [1.0], task="t1"), run("a", 0, [100.0, 50.0], task="t2")]
+    stats = task_stats(runs, budget=B)
+    assert stats[("a", "t1")].median_m == 1 and stats[("a", "t2")].median_m == 2
+
+
+# --------------------------------------------------------------------------- summarize
+def test_summarize_ratios_on_hand_made_curves() -> None:
+    runs = [
+        # task t1: base reaches T at m = 4, fast at m = 2: ratio 2
+        run("base", 0, [4.0, 3.0, 2.0, 1.0], task="t1", times=[1, 2, 3, 4]),
+        run("fast", 0, [4.0, 1.0], task="t1", times=[2, 4]),
+        # task t2: base at m = 1, fast at m = 4 (its best 1.05 is just within T): ratio 0.25
+        run("base", 0, [1.0, 5.0], task="t2", times=[1, 2]),
+        run("fast", 0, [5.0, 5.0, 5.0, 1.05], task="t2", times=[1, 2, 3, 4]),
+        # task t3: only base ran; it does not enter fast's medians.
+        run("base", 0, [1.0], task="t3"),
+    ]
+    summary = summarize(task_stats(runs, budget=B), baseline="base")
+    assert [s.strategy for s in summary] == ["base", "fast"]  # baseline first
+    base, fast = summary
+    assert base.measurement_ratio == 1.0 and base.final_latency_ratio == 1.0
+    assert fast.measurement_ratio == pytest.approx((2.0 + 0.25) / 2)
+    assert fast.time_ratio == pytest.approx((4 / 4 + 1 / 4) / 2)
+    assert fast.final_latency_ratio == pytest.approx((1.0 + 1.05) / 2)
+    assert (fast.reached, fast.runs) == (2, 2)
+    assert (base.reached, base.runs) == (3, 3)
+
+
+def test_summarize_drops_a_strategy_without_common_tasks() -> None:
+    runs = [run("base", 0, [1.0], task="t1"), run("other", 0, [1.0], task="t2")]
+    assert [s.strategy for s in summarize(task_stats(runs, budget=B), baseline="base")] == ["base"]
+
+
+lat = st.one_of(st.none(), st.floats(min_value=1e-3, max_value=1.0))
+curves = st.lists(st.lists(lat, min_size=1, max_size=B), min_size=1, max_size=4)
+
+
+@settings(max_examples=60)
+@given(curves, st.lists(st.lists(lat, min_size=1, max_size=B), min_size=1, max_size=3))
+def test_ratio_of_a_strategy_against_itself_is_one(seeds, other_task) -> None:
+    runs = []
+    for name in ("base", "copy"):
+        runs += [run(name, s, lats, task="t1") for s, lats in enumerate(seeds)]
+        runs += [run(name, s, lats, task="t2") for s, lats in enumerate(other_task)]
+    summary = {s.strategy: s for s in summarize(task_stats(runs, budget=B), baseline="base")}
+    for s in summary.values():
+        assert s.measurement_ratio == 1.0
+        assert math.isnan(s.final_latency_ratio) or s.final_latency_ratio == 1.0
+    assert set(summary) in (set(), {"base", "copy"})  # empty when no run measured anything
+    if summary:
+        assert summary["copy"].reached == summary["base"].reached
+
+
+# --------------------------------------------------------------------------- median_curve
+def test_median_curve_examples() -> None:
+    runs = [run("a", 0, [3.0, 2.0, None, 1.0]), run("a", 1, [None, 4.0]), run("a", 2, [5.0])]
+    curve = median_curve(runs, 5)
+    # per run best-so-far: [3,2,2,1,1], [inf,4,4,4,4], [5,5,5,5,5]
+    assert curve == [5.0, 4.0, 4.0, 4.0, 4.0]
+    assert all(math.isnan(v) for v in median_curve([run("a", 0, [None, 1.0]), run("a", 1, [None])], 2))
+
+
+@given(curves, st.integers(1, 2 * B))
+def test_median_curve_is_non_increasing_once_finite(seeds, budget) -> None:
+    curve = median_curve([run("a", s, lats) for s, lats in enumerate(seeds)], budget)
+    assert len(curve) == budget
+    finite = [i for i, v in enumerate(curve) if not math.isnan(v)]
+    if finite:
+        tail = curve[finite[0] :]
+        assert not any(math.isnan(v) for v in tail)
+        assert all(b <= a for a, b in zip(tail, tail[1:], strict=False))
+
+
+# --------------------------------------------------------------------------- outputs
+def test_write_all_writes_csv_markdown_and_png(tmp_path: Path) -> None:
+    runs = [
+        run("evolutionary", 0, [3.0, None, 1.0], task="t1", times=[1, 2, 3]),
+        run("evolutionary", 1, [2.0, 2.0], task="t1", times=[1, 2]),
+        run("chameleon", 0, [1.0, 2.0, 3.0], task="t1", times=[1, 2, 3]),
+        run("chameleon", 0, [1.0], task="t2"),
+        run("evolutionary", 0, [1.5], task="t2"),
+    ]
+    out = tmp_path / "bench"
+    text = write_all(
+        runs, out_dir=out, stem="cmp", budget=3, baseline="evolutionary", title="T", notes=["a note"]
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["cmp.csv", "cmp.md", "cmp.png"]
+    assert (out / "cmp.md").read_text() == text
+    assert text.startswith("# T\n") and "a note" in text
+    assert "| evolutionary |" in text and "| chameleon |" in text
+    assert text.index("| evolutionary |") < text.index("| chameleon |")
+    with (out / "cmp.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == sum(len(r.latencies) for r in runs)
+    first = [r for r in rows if r["strategy"] == "evolutionary" and r["seed"] == "0" and r["task"] == "t1"]
+    assert [r["latency_s"] for r in first] == ["3", "", "1"]
+    assert [float(r["best_s"]) for r in first] == [3.0, 3.0, 1.0]
+    assert (out / "cmp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_markdown_reports_the_same_numbers_as_summarize() -> None:
+    runs = [run("base", 0, [2.0, 1.0]), run("x", 0, [1.0])]
+    text, summary, stats = markdown(runs, budget=B, baseline="base", title="t")
+    assert [s.strategy for s in summary] == ["base", "x"]
+    assert "| x | 2.00 |" in text
+    assert stats[("x", "t")].median_m == 1
