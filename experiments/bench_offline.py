@@ -66,8 +66,8 @@ def main() -> None:
         notes.append(
             f"- surrogate for `{task}`: held-out Spearman {q.spearman:.3f}, median relative error {100 * q.median_rel_error:.1f}% ({q.n_train} train / {q.n_test} test)"
         )
-    online = RESULTS / "online.csv"
-    if online.exists():
+    online = next((p for p in (RESULTS / "online.csv", RESULTS / "online-quick.csv") if p.exists()), None)
+    if online is not None:
         notes.append("")
         notes.append(ranking_agreement(result.runs, online, budget=args.trials))
     text = write_all(
