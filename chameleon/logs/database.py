@@ -40,20 +40,20 @@ def _read_lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8", errors="replace").splitlines()
 
 
-def _parse_workload(line: str):
-    """The TVM ``Workload`` of a line, or None if the line is not one."""
+def _parse_workload(line: str, deep: bool):
+    """The TVM ``Workload`` of a line (``True`` if not ``deep``), or None if the line is not one."""
     from tvm.s_tir.meta_schedule.database import Workload
 
     try:
         value = json.loads(line)
         if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
             return None
-        return Workload.from_json(value)
+        return Workload.from_json(value) if deep else True
     except Exception:  # noqa: BLE001 - anything TVM refuses is a corrupt line
         return None
 
 
-def _parse_record(line: str, workloads: dict[int, object]) -> tuple[int, list] | None:
+def _parse_record(line: str, workloads: dict[int, object], deep: bool) -> tuple[int, list] | None:
     """``(workload index, record json)`` if TVM can read the line as a record, else None."""
     from tvm.s_tir.meta_schedule.database import TuningRecord
 
@@ -64,7 +64,9 @@ def _parse_record(line: str, workloads: dict[int, object]) -> tuple[int, list] |
     if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)):
         return None
     idx, rec = value
-    if idx in workloads:
+    if not (isinstance(rec, list) and len(rec) >= 2 and isinstance(rec[0], list)):
+        return None
+    if deep and idx in workloads:
         try:
             TuningRecord.from_json(rec, workloads[idx])
         except Exception:  # noqa: BLE001
@@ -72,8 +74,12 @@ def _parse_record(line: str, workloads: dict[int, object]) -> tuple[int, list] |
     return idx, rec
 
 
-def repair(log_dir: str | Path) -> RepairReport:
-    """Validate both files line by line with TVM's own parsers; move bad lines aside.
+def repair(log_dir: str | Path, *, deep: bool = False) -> RepairReport:
+    """Validate both files line by line; move bad lines aside.
+
+    The default check is JSON-level (cheap); ``deep=True`` also parses every line with TVM's own
+    readers, for lines that are valid JSON but not valid records (``open_database`` does that
+    only when TVM refuses the files).
 
     TVM numbers workloads by their position among the (non-blank) lines it wrote, so records are
     re-indexed when a workload line has to go; records of a lost workload are set aside too.
@@ -90,7 +96,7 @@ def repair(log_dir: str | Path) -> RepairReport:
     for i, line in enumerate(wl_raw):
         if not line.strip():
             continue
-        workload = _parse_workload(line)
+        workload = _parse_workload(line, deep)
         if workload is not None:
             remap[index] = len(kept_wl)
             parsed_wl[index] = workload
@@ -106,7 +112,7 @@ def repair(log_dir: str | Path) -> RepairReport:
     for i, line in enumerate(rec_raw):
         if not line.strip():
             continue
-        parsed = _parse_record(line, parsed_wl)
+        parsed = _parse_record(line, parsed_wl, deep)
         if parsed is None:
             bad_rec.append(i + 1)
             corrupt_rec.append(line)
@@ -158,4 +164,8 @@ def open_database(log_dir: str | Path, *, create: bool = False):
         )
     log_dir.mkdir(parents=True, exist_ok=True)
     repair(log_dir)
-    return ms.database.JSONDatabase(work_dir=str(log_dir))
+    try:
+        return ms.database.JSONDatabase(work_dir=str(log_dir))
+    except Exception:  # noqa: BLE001 - TVM refused a line that is valid JSON: check every line with TVM
+        repair(log_dir, deep=True)
+        return ms.database.JSONDatabase(work_dir=str(log_dir))
