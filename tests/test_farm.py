@@ -401,14 +401,14 @@ def test_cli_local_farm_stops_on_ctrl_c(tmp_path: Path) -> None:
     children: list[psutil.Process] = []
     output = ""
     try:
-        wait_for_tracker(port, timeout_s=60)
-        wait_for_devices("127.0.0.1", port, "cli-cpu", timeout_s=60)
+        wait_for_tracker(port, timeout_s=180)
+        wait_for_devices("127.0.0.1", port, "cli-cpu", timeout_s=180)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 4  # tracker, server and their TVM popen workers
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            output, _ = proc.communicate(timeout=60)
+            output, _ = proc.communicate(timeout=180)
         finally:
             if proc.poll() is None:
                 proc.kill()
