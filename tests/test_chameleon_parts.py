@@ -67,10 +67,6 @@ class _Space:
     def __init__(self, sketches):
         self.sketches = sketches
 
-    def random_config(self, rng):
-        s = self.sketches[0]
-        return 0, tuple(int(rng.integers(n)) for n in s.option_counts)
-
     def as_arrays(self, configs):
         ids = np.array([c[0] for c in configs])
         idx = np.array([c[1] for c in configs])
@@ -92,8 +88,13 @@ def test_cpu_prior_prefers_full_simd_vectors():
     assert scores[1] == -0.5  # 8 lanes: half a register
     assert scores[2] == -1.0  # scalar tail
     assert scores[3] == 0.0  # 48 = 3 registers; the reduction tile has no prior
-    sample = prior.sample(np.random.default_rng(0), 3)
-    assert len(set(sample)) == 3
+    pool = [(0, (0, 0)), (0, (2, 0)), (0, (2, 0)), (0, (1, 1)), (0, (3, 1))]
+    chosen = prior.choose(pool, 3, np.random.default_rng(0))
+    assert len(set(chosen)) == 3 and set(chosen) <= set(pool)
+    picks = [prior.choose(pool, 1, np.random.default_rng(s))[0] for s in range(400)]
+    assert (
+        picks.count((0, (0, 0))) > picks.count((0, (2, 0))) / 2
+    )  # full vectors win against a tail twice as common
 
 
 def test_gpu_prior_scores_block_size():
@@ -145,3 +146,96 @@ def test_warm_start_model_beats_cold_on_held_out_records():
     assert not cold.fit(X[:0], np.zeros(0))
     assert np.ptp(cold.predict(X[test])) == 0
     assert rho > 0.5
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=0, max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_percentile_ranks_are_monotone_and_in_unit_range(values):
+    from chameleon.search.chameleon_search import _percentile_ranks
+
+    v = np.array(values)
+    r = _percentile_ranks(v)
+    assert r.shape == v.shape
+    if len(v):
+        assert np.all((r >= 0) & (r <= 1))
+    for i in range(len(v)):
+        for j in range(len(v)):
+            if v[i] < v[j]:
+                assert r[i] < r[j]
+
+
+@pytest.fixture(scope="module")
+def dense_search():
+    """A ChameleonSearch wired to a small dense task's knob space, without a tuning run."""
+    import tvm
+    from tvm import te, topi
+    from tvm.s_tir import meta_schedule as ms
+
+    from chameleon.search.chameleon_search import ChameleonConfig, ChameleonSearch
+    from chameleon.space.space import KnobSpace
+
+    a, b = te.placeholder((32, 64), name="A"), te.placeholder((48, 64), name="B")
+    mod = tvm.IRModule({"main": te.create_prim_func([a, b, topi.nn.dense(a, b)])})
+    ctx = ms.TuneContext(
+        mod=mod,
+        target=tvm.target.Target({"kind": "llvm", "num-cores": 2}),
+        space_generator="post-order-apply",
+    )
+    search = ChameleonSearch(config=ChameleonConfig(), blueprint=get_blueprint("x86-avx512-server"))
+    search.space = KnobSpace.from_design_spaces(
+        mod=ctx.mod, design_spaces=ctx.generate_design_space(), postprocs=ctx.space_generator.postprocs
+    )
+    search.rng = np.random.default_rng(0)
+    search.invalid, search.measured, search.rejected = set(), {}, 0
+    search.prior = None
+    return search
+
+
+def test_blueprint_rejection_is_counted_and_remembered(dense_search):
+    """A CPU program checked against a GPU's blueprint breaks a hard rule (code outside every
+    thread-bound scope): rejected before measuring, counted once, remembered."""
+    search = dense_search
+    search.blueprint = get_blueprint("jetson-orin-nano")
+    try:
+        config = search.space.sample_config(np.random.default_rng(1))
+        assert search._materialize(config, {}) is None
+        assert search.rejected == 1 and config in search.invalid
+        assert search._materialize(config, {}) is None  # remembered, not checked again
+        assert search.rejected == 1
+    finally:
+        search.blueprint = get_blueprint("x86-avx512-server")
+        search.invalid.clear()
+        search.rejected = 0
+
+
+def test_cpu_soft_rules_never_reject_unless_strict(dense_search):
+    from chameleon.hardware.validity import can_reject
+
+    cpu, gpu = get_blueprint("x86-avx512-server"), get_blueprint("jetson-orin-nano")
+    assert not can_reject(cpu, strict=False) and can_reject(cpu, strict=True)
+    assert can_reject(gpu, strict=False)
+    search = dense_search
+    config = search.space.sample_config(np.random.default_rng(2))
+    assert search._materialize(config, {}) is not None or config in search.invalid
+    assert search.rejected == 0
+
+
+def test_random_configs_come_from_the_sampler_and_the_prior_picks_among_them(dense_search):
+    from chameleon.hardware.priors import BlueprintPrior
+
+    search = dense_search
+    plain = search._random_configs(40)
+    assert len(plain) == 40
+    for c in plain:
+        search.space.validate(c)
+    search.prior = BlueprintPrior(space=search.space, blueprint=search.blueprint)
+    picked = search._random_configs(40)
+    assert 0 < len(picked) <= 40 and len(set(picked)) == len(picked)
+    picked_score = search.prior.score(*search.space.as_arrays(picked)).mean()
+    search.prior = None
+    assert (
+        picked_score
+        > BlueprintPrior(space=search.space, blueprint=search.blueprint)
+        .score(*search.space.as_arrays(plain))
+        .mean()
+    )

@@ -218,6 +218,38 @@ def test_defaults_materialize_to_the_design_spaces(task: Task) -> None:
 
 @TVM_SETTINGS
 @given(seed=st.integers(0, 2**32 - 1))
+def test_metaschedule_samples_are_configurations_of_the_space(task: Task, seed: int) -> None:
+    space = task.space
+    config = space.sample_config(np.random.default_rng(seed))
+    assert config is not None  # MetaSchedule's own samples always decode
+    space.validate(config)
+    assert space.sample_config(np.random.default_rng(seed)) == config  # same seed, same draw
+    sch = space.materialize(config)
+    if sch is not None:
+        assert space.decode(sch.trace) == config
+
+
+def test_metaschedule_sampler_favours_balanced_tiles(conv: Task) -> None:
+    """SamplePerfectTile spreads prime factors over the levels: balanced tiles come out more often
+    than under a uniform draw over the factorizations, so the outermost factor is rarely the
+    whole extent."""
+    space, rng = conv.space, np.random.default_rng(0)
+    sampled = [c for c in (space.sample_config(rng) for _ in range(150)) if c is not None]
+    uniform = [space.random_config(rng) for _ in range(150)]
+
+    def mean_parts_above_one(configs) -> float:
+        counts = []
+        for s, idx in configs:
+            for knob, j in zip(space.sketches[s].knobs, idx, strict=True):
+                if knob.kind == "tile" and len(knob.options[0]) >= 4:
+                    counts.append(sum(f > 1 for f in knob.options[j]))
+        return float(np.mean(counts))
+
+    assert mean_parts_above_one(sampled) > mean_parts_above_one(uniform)
+
+
+@TVM_SETTINGS
+@given(seed=st.integers(0, 2**32 - 1))
 def test_random_configs_materialize_exactly(task: Task, seed: int) -> None:
     space = task.space
     config = space.random_config(np.random.default_rng(seed))

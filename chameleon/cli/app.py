@@ -99,6 +99,11 @@ def tune(
         table.add_row(t.name, str(t.weight), f"{t.flop / 1e6:.1f}", _fmt_ms(t.best_s), gf, str(t.trials))
     console.print(table)
     console.print(f"time breakdown (s): {summary.breakdown_s}")
+    if summary.search_stats:
+        console.print(
+            f"blueprint validity rules rejected {summary.rejected_by_blueprint} configurations "
+            "before measuring (measurements saved)"
+        )
     if summary.estimated_latency_s:
         console.print(f"sum of weight x best kernel latency: {summary.estimated_latency_s * 1e3:.2f} ms")
     console.print(f"next: chameleon replay {summary.log_dir}")

@@ -69,9 +69,11 @@ class BlueprintPrior:
                 out[rows] = np.where(block > limit, -3.0, np.where(block % warp == 0, 0.0, -1.0))
         return out
 
-    def sample(self, rng: np.random.Generator, n: int, *, oversample: int = 8) -> list:
-        """``n`` distinct random configurations, drawn in proportion to exp(prior)."""
-        pool = [self.space.random_config(rng) for _ in range(n * oversample)]
+    def choose(self, pool: list, n: int, rng: np.random.Generator) -> list:
+        """``n`` distinct configurations of ``pool``, drawn without replacement in proportion to
+        exp(2 x prior) (Gumbel top-k); ``pool`` usually holds MetaSchedule-sampled configurations."""
+        if not pool:
+            return []
         sketch_ids, idx = self.space.as_arrays(pool)
         keys = self.score(sketch_ids, idx) * 2.0 + rng.gumbel(size=len(pool))
         chosen, seen = [], set()

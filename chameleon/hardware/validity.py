@@ -86,6 +86,12 @@ def is_rejected(violations: list[Violation], *, strict: bool) -> bool:
     return any(v.hard or strict for v in violations)
 
 
+def can_reject(blueprint: Blueprint, *, strict: bool) -> bool:
+    """Whether :func:`check` + :func:`is_rejected` can reject anything on this device: CPU rules
+    are all soft, so without ``strict`` a CPU check need not run at all."""
+    return strict or blueprint.kind == "gpu"
+
+
 def check(mod: Any, blueprint: Blueprint, *, config: ValidityConfig | None = None) -> list[Violation]:
     """Violations of ``blueprint`` 's rules by every PrimFunc of ``mod`` (IRModule or PrimFunc)."""
     import tvm

@@ -4,13 +4,17 @@ Each round of a task:
 1. refit the knob-level XGBoost cost model on everything measured so far;
 2. the PPO agent runs episodes from the best measured configurations and fresh random ones,
    stepping every knob by -1/0/+1, rewarded by the cost model; it keeps learning across rounds;
-3. the visited configurations that were never measured are ranked by predicted throughput and
-   the top ``plan_size`` form the round's plan;
+3. the visited configurations that were never measured are ranked by predicted throughput; the top
+   ``rerank_pool`` are materialised (invalid ones dropped) and re-ranked together with
+   MetaSchedule's own XGBoost on program features (a richer model the agent cannot afford to call
+   tens of thousands of times); the top ``plan_size`` form the round's plan;
 4. adaptive sampling: k-means over the plan (k grown in steps of 8 while the loss keeps falling
    by more than 2.5x, at most the round size); one representative per cluster is measured;
 5. sample synthesis replaces representatives that are invalid, duplicated or already measured
    (other members, then a majority vote per knob, then re-draws).
-The first round of a task (no measurement yet, no prior) measures random valid configurations.
+The first round of a task (no measurement yet, no warm start) measures random valid configurations.
+Random configurations (first round, fresh episode starts) come from MetaSchedule's own sampler, not
+from a uniform draw over the knob options: its tile sampler favours balanced tiles.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ class ChameleonConfig:
 
     plan_size: int = 64
     """Top predicted unvisited configurations per round (the paper's 64)."""
+    rerank_pool: int = 128
+    """Unvisited configurations the knob model shortlists for re-ranking with program features
+    (``plan_size`` or less: no re-ranking)."""
+    program_model_weight: float = 0.5
+    """Weight of MetaSchedule's program-feature XGBoost in the plan's rank (the knob model gets the rest)."""
     adaptive_sampling: bool = True
     """Cluster the plan and measure one representative per cluster; False: measure the top of the plan."""
     k_step: int = 8
@@ -51,6 +60,10 @@ class ChameleonConfig:
     """Random valid configurations measured before the cost model has data (capped by round size)."""
     max_materialize_tries: int = 200
     """Attempts to find valid random configurations per round."""
+    strict_validity: bool = False
+    """Reject configurations that break the blueprint's soft rules too (hard rules always reject)."""
+    prior_oversample: int = 4
+    """With a blueprint, random configurations are the prior's pick of this many times as many samples."""
     prior_weight: float = 0.1
     """Weight of the blueprint prior (log-weight, 0 best) added to the agent's reward."""
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(num_starts=64, max_steps=200, minibatch_size=64))
@@ -68,8 +81,15 @@ class ChameleonSearch(PySearchStrategy):
         seed: int = 0,
         blueprint=None,
         warm_start: tuple[str, ...] = (),
+        stats: dict | None = None,
+        program_model=None,
     ) -> None:
         self.config = config or ChameleonConfig()
+        self.stats = {} if stats is None else stats
+        self.program_model = program_model
+        """MetaSchedule's ``XGBModel`` on per-store program features, shared by every task and updated
+        by the task scheduler after each measurement; it re-ranks the knob model's shortlist."""
+        """Shared by every clone (one per task): ``post_tuning`` puts the task's counters here."""
         self.seed = seed
         self.blueprint = blueprint
         """Hardware blueprint (Glimpse): priors, validity checks, embedding in the cost model; None: off."""
@@ -120,17 +140,27 @@ class ChameleonSearch(PySearchStrategy):
                 self.model.set_prior(X, y)
 
     def post_tuning(self) -> None:
+        self.stats[self.context.task_name] = {
+            "measured": len(self.measured),
+            "invalid": len(self.invalid) - self.rejected,
+            "rejected_by_blueprint": self.rejected,
+        }
         logger.info(
             "%s: %d measured, %d invalid configurations seen, %d rejected by the blueprint before measuring",
             self.context.task_name,
             len(self.measured),
-            len(self.invalid),
+            len(self.invalid) - self.rejected,
             self.rejected,
         )
 
     def clone(self):
         return ChameleonSearch(
-            config=self.config, seed=self.seed, blueprint=self.blueprint, warm_start=self.warm_start
+            config=self.config,
+            seed=self.seed,
+            blueprint=self.blueprint,
+            warm_start=self.warm_start,
+            stats=self.stats,
+            program_model=self.program_model,
         )
 
     def _load_database(self, database) -> None:
@@ -197,39 +227,56 @@ class ChameleonSearch(PySearchStrategy):
         return np.concatenate([X, np.broadcast_to(self.embedding, (len(X), len(self.embedding)))], axis=1)
 
     def _random_configs(self, n: int) -> list[Config]:
-        if self.prior is not None:
-            return self.prior.sample(self.rng, n)
-        return [self.space.random_config(self.rng) for _ in range(n)]
+        """``n`` fresh configurations from MetaSchedule's own sampler (see
+        :meth:`KnobSpace.sample_config`); with a blueprint, the prior picks them from a larger
+        pool. Duplicates are possible; callers skip what is taken."""
+        pool_size = n * (self.config.prior_oversample if self.prior is not None else 1)
+        pool = [c for c in (self.space.sample_config(self.rng) for _ in range(pool_size)) if c is not None]
+        return self.prior.choose(pool, n, self.rng) if self.prior is not None else pool
 
     def _taken(self, config: Config, chosen: set[Config]) -> bool:
         return config in self.measured or config in chosen
 
     def _materialize(self, config: Config, cache: dict):
+        """The schedule of ``config``; None (remembered) when it is not a valid program or the
+        blueprint's validity rules reject it, which saves its measurement."""
         if config in cache:
             return cache[config]
-        sch = (
-            None
-            if config in self.invalid
-            else self.space.materialize(config, seed=int(self.rng.integers(1, 2**30)))
-        )
+        sch = None
+        if config not in self.invalid:
+            sch = self.space.materialize(config, seed=int(self.rng.integers(1, 2**30)))
+            if sch is not None and self.blueprint is not None and self._rejected_by_blueprint(sch):
+                self.rejected += 1
+                sch = None
         if sch is None:
             self.invalid.add(config)
         cache[config] = sch
         return sch
 
     def _rejected_by_blueprint(self, sch) -> bool:
-        from chameleon.hardware.validity import check, is_rejected
+        from chameleon.hardware.validity import can_reject, check, is_rejected
 
-        return is_rejected(check(sch.mod, self.blueprint), strict=False)
+        strict = self.config.strict_validity
+        return can_reject(self.blueprint, strict=strict) and is_rejected(
+            check(sch.mod, self.blueprint), strict=strict
+        )
 
     def _random_valid(self, n: int) -> list[tuple[Config, object]]:
-        return self._first_valid(self._random_configs(self.config.max_materialize_tries), n)
+        """Up to ``n`` valid unmeasured sampled configurations, drawn in batches of ``2n``."""
+        chosen: list[tuple[Config, object]] = []
+        tries = 0
+        while len(chosen) < n and tries < self.config.max_materialize_tries:
+            batch = self._random_configs(2 * (n - len(chosen)))
+            tries += max(len(batch), 1)
+            taken = {c for c, _ in chosen}
+            chosen += self._first_valid((c for c in batch if c not in taken), n - len(chosen))
+        return chosen
 
-    def _first_valid(self, configs, n: int) -> list[tuple[Config, object]]:
+    def _first_valid(self, configs, n: int, cache: dict | None = None) -> list[tuple[Config, object]]:
         """The first ``n`` of ``configs`` that are unmeasured, distinct and valid programs."""
         chosen: list[tuple[Config, object]] = []
         keys: set[Config] = set()
-        cache: dict = {}
+        cache = {} if cache is None else cache
         for config in configs:
             if len(chosen) >= n:
                 break
@@ -251,6 +298,7 @@ class ChameleonSearch(PySearchStrategy):
     def _agent_round(self, budget: int) -> list[tuple[Config, object]]:
         sketch_ids, idx = self._starts()
         n_sketch = len(self.space.sketches)
+        self._schedules: dict = {}  # this round's materialised configurations
 
         def reward_fn(configs: np.ndarray, sids: np.ndarray) -> np.ndarray:
             reward = self.model.predict(self._features_from_arrays(sids, configs)) - 0.5
@@ -269,6 +317,7 @@ class ChameleonSearch(PySearchStrategy):
         plan_ids, plan_idx, scores = self._plan(
             exploration.configs, exploration.sketch_ids, exploration.rewards
         )
+        plan_ids, plan_idx, scores = self._rerank(plan_ids, plan_idx, scores)
         if len(plan_ids) == 0:
             return []
         if (
@@ -280,7 +329,7 @@ class ChameleonSearch(PySearchStrategy):
         return self._sample_adaptively(plan_ids, plan_idx, scores, budget)
 
     def _plan(self, configs: np.ndarray, sketch_ids: np.ndarray, rewards: np.ndarray):
-        """Unique visited configurations not yet measured, best predicted first, top plan_size."""
+        """Unique visited configurations not yet measured, best predicted first: the shortlist."""
         rows = np.concatenate([sketch_ids[:, None], configs], axis=1)
         uniq, first = np.unique(rows, axis=0, return_index=True)
         scores = rewards[first]
@@ -292,19 +341,52 @@ class ChameleonSearch(PySearchStrategy):
             if config in self.measured or config in self.invalid:
                 continue
             keep.append(i)
-            if len(keep) >= self.config.plan_size:
+            if len(keep) >= max(self.config.plan_size, self.config.rerank_pool):
                 break
         keep = np.array(keep, dtype=np.int64)
         if keep.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros((0, configs.shape[1]), dtype=np.int64), np.zeros(0)
         return uniq[keep, 0], uniq[keep, 1:], scores[keep]
 
+    def _rerank(self, plan_ids, plan_idx, scores):
+        """The top ``plan_size`` of the shortlist: valid programs only, ranked by the mean of the
+        knob model's and the program model's rank percentiles (knob model alone while the
+        program model is untrained or absent)."""
+        n = len(plan_ids)
+        if n <= self.config.plan_size and not self._program_model_ready():
+            return plan_ids, plan_idx, scores
+        cache = self._schedules
+        valid = [
+            i
+            for i in range(n)
+            if self._materialize(self._config(plan_ids[i], plan_idx[i]), cache) is not None
+        ]
+        plan_ids, plan_idx, scores = plan_ids[valid], plan_idx[valid], scores[valid]
+        if self._program_model_ready() and len(valid) > 1:
+            candidates = [
+                to_measure_candidate(cache[self._config(sid, row)])
+                for sid, row in zip(plan_ids, plan_idx, strict=True)
+            ]
+            program = np.asarray(self.program_model.predict(self.context, candidates), dtype=np.float64)
+            w = self.config.program_model_weight
+            scores = (1 - w) * _percentile_ranks(scores) + w * _percentile_ranks(program)
+        order = np.argsort(-scores, kind="stable")[: self.config.plan_size]
+        return plan_ids[order], plan_idx[order], scores[order]
+
+    def _program_model_ready(self) -> bool:
+        model = self.program_model
+        return (
+            model is not None
+            and getattr(model, "booster", None) is not None
+            and model.data_size >= model.num_warmup_samples
+        )
+
     def _config(self, sid: int, row: np.ndarray) -> Config:
         return int(sid), tuple(int(v) for v in row[: len(self.space.option_counts(int(sid)))])
 
     def _take_top(self, plan_ids, plan_idx, budget) -> list[tuple[Config, object]]:
         configs = (self._config(sid, row) for sid, row in zip(plan_ids, plan_idx, strict=True))
-        return self._first_valid(configs, budget)
+        return self._first_valid(configs, budget, cache=self._schedules)
 
     def _sample_adaptively(self, plan_ids, plan_idx, scores, budget) -> list[tuple[Config, object]]:
         X = self._features_from_arrays(plan_ids, plan_idx)
@@ -315,7 +397,7 @@ class ChameleonSearch(PySearchStrategy):
             threshold=self.config.k_threshold,
             seed=int(self.rng.integers(2**31)),
         )
-        chosen, keys, cache = [], set(), {}
+        chosen, keys, cache = [], set(), self._schedules
         for members in members_by_distance(X, kmeans):
             if len(chosen) >= budget:
                 break
@@ -337,17 +419,27 @@ class ChameleonSearch(PySearchStrategy):
 
 
 def _setup(options: StrategyOptions, config: ChameleonConfig, *, blueprint: bool = True) -> SearchSetup:
-    # The task scheduler still calls a cost model after each round; chameleon's own knob-level
-    # model lives inside the strategy, so the scheduler gets a no-op one.
-    from tvm.s_tir.meta_schedule.cost_model import RandomModel
+    # The task scheduler keeps MetaSchedule's program-feature XGBoost up to date after every
+    # round (UpdateCostModel); the strategy holds the same object to re-rank its shortlist. Its
+    # warm-up is shortened from 100 samples to one round's worth: it only re-ranks, never decides alone.
+    from tvm.s_tir.meta_schedule.cost_model import XGBModel
 
     bp = None
     if blueprint and options.blueprint and options.target_json:
         from chameleon.hardware.blueprints import blueprint_for_target
 
         bp = blueprint_for_target(options.target_json)
-    strategy = ChameleonSearch(config=config, seed=options.seed, blueprint=bp, warm_start=options.warm_start)
-    return SearchSetup(strategy=strategy, cost_model=RandomModel(seed=1))
+    stats: dict = {}
+    program_model = XGBModel(num_warmup_samples=16, num_tuning_cores=1) if config.rerank_pool > 0 else None
+    strategy = ChameleonSearch(
+        config=config,
+        seed=options.seed,
+        blueprint=bp,
+        warm_start=options.warm_start,
+        stats=stats,
+        program_model=program_model,
+    )
+    return SearchSetup(strategy=strategy, cost_model=program_model or "random", stats=stats)
 
 
 @register(
@@ -367,3 +459,12 @@ def chameleon_no_as(options: StrategyOptions) -> SearchSetup:
 @register("chameleon-no-bp", "ablation: chameleon without the hardware blueprint (same as --no-blueprint)")
 def chameleon_no_bp(options: StrategyOptions) -> SearchSetup:
     return _setup(options, ChameleonConfig(), blueprint=False)
+
+
+def _percentile_ranks(values: np.ndarray) -> np.ndarray:
+    """Rank of each value in [0, 1] (1: the largest); ties share the mean rank."""
+    from scipy.stats import rankdata
+
+    if len(values) < 2:
+        return np.ones(len(values))
+    return (rankdata(values) - 1) / (len(values) - 1)

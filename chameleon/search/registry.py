@@ -35,6 +35,9 @@ class SearchSetup:
     """A ``tvm.s_tir.meta_schedule.SearchStrategy`` (or Py subclass) instance."""
     cost_model: object
     """What ``ms.tune_tasks(cost_model=...)`` gets: a name or a ``CostModel`` instance."""
+    stats: dict = field(default_factory=dict)
+    """Filled by the strategy after each task: ``{task name: {counter: value}}`` (e.g. how many
+    configurations the blueprint rejected before measuring); empty for TVM's own strategies."""
 
 
 @dataclass(frozen=True)

@@ -61,9 +61,13 @@ class Dataset:
     def task(self, name: str) -> TaskData:
         if name in self.tasks:
             return self.tasks[name]
-        matches = [t for n, t in self.tasks.items() if name in n]
+        matches = [n for n in self.tasks if name in n]
         if len(matches) == 1:
-            return matches[0]
+            return self.tasks[matches[0]]
+        if matches:
+            raise UsageError(
+                f"task {name!r} is ambiguous in dataset {self.path}: {', '.join(matches)}; give more of the name"
+            )
         raise UsageError(f"dataset {self.path} has no task {name!r}; its tasks: {', '.join(self.tasks)}")
 
     def check_target(self, target_json: dict) -> None:

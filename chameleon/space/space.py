@@ -127,6 +127,25 @@ class KnobSpace:
         counts = self.sketches[s].option_counts
         return s, tuple(int(i) for i in rng.integers(0, counts))
 
+    def sample_config(self, rng: np.random.Generator) -> Config | None:
+        """A configuration drawn the way MetaSchedule samples a design space.
+
+        A uniformly random sketch is replayed with every decision forgotten, so each ``Sample*``
+        instruction draws from its own distribution (``SamplePerfectTile`` spreads the prime
+        factors of the extent over the levels, which favours balanced tiles over the uniform
+        choice of :meth:`random_config`; ``SampleCategorical`` uses its probabilities;
+        ``SampleComputeLocation`` picks among the locations valid under the sampled tiles). This
+        is the distribution of MetaSchedule's ``ReplayTrace`` and of ``EvolutionarySearch``'s
+        initial population. None when the sample decodes to no configuration of this space.
+        """
+        s = int(rng.integers(len(self.sketches)))
+        try:
+            sch = replay(self.mod, self.sketches[s].trace.insts, {}, seed=int(rng.integers(1, 2**30)))
+        except Exception as err:  # a failed draw is only a lost sample
+            logger.debug("sampling sketch %d failed: %s", s, err)
+            return None
+        return self.decode(sch.trace)
+
     def step(self, config: Config, actions: Sequence[int] | np.ndarray) -> Config:
         """Add one action in {-1, 0, +1} per knob, clamped to the option range.
 

@@ -81,6 +81,13 @@ class TuneSummary:
     wall_s: float
     breakdown_s: dict[str, float]
     interrupted: bool = False
+    search_stats: dict[str, dict] = field(default_factory=dict)
+    """The strategy's per-task counters (chameleon: measured, invalid, rejected_by_blueprint)."""
+
+    @property
+    def rejected_by_blueprint(self) -> int:
+        """Configurations the blueprint's validity rules rejected: measurements saved."""
+        return sum(int(v.get("rejected_by_blueprint", 0)) for v in self.search_stats.values())
 
     @property
     def estimated_latency_s(self) -> float | None:
@@ -239,7 +246,7 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
         )
         for i, t in enumerate(tasks)
     ]
-    summary = TuneSummary(log_dir, results, new, wall, breakdown, interrupted)
+    summary = TuneSummary(log_dir, results, new, wall, breakdown, interrupted, dict(setup.stats))
     _finish_run_file(log_dir, run_info, summary)
     if interrupted:
         raise ChameleonError(
@@ -314,5 +321,6 @@ def _finish_run_file(log_dir: Path, run_info: dict, summary: TuneSummary) -> Non
         new_trials=summary.new_trials,
         wall_s=round(summary.wall_s, 2),
         breakdown_s=summary.breakdown_s,
+        search_stats=summary.search_stats,
     )
     metadata.write_run_file(log_dir, run_info["_file"])
