@@ -36,6 +36,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int)
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--no-run", action="store_true", help="only summarize the runs already on disk")
+    parser.add_argument(
+        "--warm-start",
+        action="append",
+        default=[],
+        help="log dir(s) of another target: adds a chameleon+warm variant (transfer)",
+    )
+    parser.add_argument("--out", help="result file stem (default: online or online-<preset>)")
+    parser.add_argument("--baseline", default="evolutionary", help="the strategy ratios are taken against")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
@@ -45,7 +53,7 @@ def main() -> None:
     seeds = list(range(args.seeds or preset.seeds))
     tasks = args.task or distinct_conv_tasks(list_tasks(args.model, args.target))[: preset.tasks]
     strategies = args.strategy or DEFAULT_STRATEGIES
-    stem = "online" if args.preset == "full" else f"online-{args.preset}"
+    stem = args.out or ("online" if args.preset == "full" else f"online-{args.preset}")
     print(
         f"benchmark {stem}: {len(tasks)} tasks x {len(strategies)} strategies x {len(seeds)} seeds, {trials} trials"
     )
@@ -56,8 +64,9 @@ def main() -> None:
         strategies=strategies,
         seeds=seeds,
         trials=trials,
-        out_dir=RESULTS / "runs" / args.preset,
+        out_dir=RESULTS / "runs" / (args.out or args.preset),
         measure=not args.no_run,
+        warm_start=tuple(args.warm_start),
         on_run=lambda c: print(
             f"  {c.strategy:16s} seed {c.seed} {c.task[:50]:50s} best {1e3 * (c.best or float('nan')):.4f} ms "
             f"after {len(c.latencies)} measurements, {c.times[-1] if c.times else 0:.0f} s, "
@@ -70,7 +79,7 @@ def main() -> None:
         out_dir=RESULTS,
         stem=stem,
         budget=trials,
-        baseline="evolutionary",
+        baseline=args.baseline,
         title=f"Online benchmark ({args.model} on {args.target}, {trials} measurements per task)",
     )
     print(text)

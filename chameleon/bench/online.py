@@ -90,16 +90,24 @@ def run_online(
     trials_per_round: int = 16,
     on_run: Callable[[RunCurve], None] | None = None,
     measure: bool = True,
+    warm_start: tuple[str, ...] = (),
 ) -> list[RunCurve]:
-    """Tune every (task, seed, strategy); with ``measure=False`` only collect runs already on disk."""
+    """Tune every (task, seed, strategy); with ``measure=False`` only collect runs already on disk.
+
+    With ``warm_start`` log directories (typically another target's), a variant
+    ``chameleon+warm`` is added: chameleon whose cost model is first trained on those logs.
+    """
+    variants = [(s, s, ()) for s in strategies]
+    if warm_start:
+        variants.append(("chameleon+warm", "chameleon", tuple(str(w) for w in warm_start)))
     curves = []
     for task in tasks:
         for seed in seeds:
-            for strategy in strategies:
-                log_dir = out_dir / _slug(task) / f"{strategy}-s{seed}"
+            for label, strategy, warm in variants:
+                log_dir = out_dir / _slug(task) / f"{label}-s{seed}"
                 if not measure:
                     if (log_dir / "timeline.jsonl").exists():
-                        curves.append(run_curve(log_dir, strategy=strategy, task=task, seed=seed))
+                        curves.append(run_curve(log_dir, strategy=label, task=task, seed=seed))
                     continue
                 tune(
                     TuneConfig(
@@ -111,9 +119,10 @@ def run_online(
                         strategy=strategy,
                         seed=seed,
                         log_dir=log_dir,
+                        warm_start=warm,
                     )
                 )
-                curve = run_curve(log_dir, strategy=strategy, task=task, seed=seed)
+                curve = run_curve(log_dir, strategy=label, task=task, seed=seed)
                 curves.append(curve)
                 if on_run:
                     on_run(curve)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -26,11 +25,13 @@ def warm_start_records(
     from chameleon.logs.database import open_database
     from chameleon.logs.metadata import read_run_file
     from chameleon.logs.timeline import mean_latency
+    from chameleon.simulate.dataset import log_directory
 
     xs, ys = [], []
-    for log_dir in log_dirs:
+    for source in log_dirs:
+        log_dir = log_directory(source)  # a log directory or a dataset .tar.gz
         run = read_run_file(log_dir)
-        database = open_database(Path(log_dir))
+        database = open_database(log_dir)
         if not database.has_workload(workload):
             continue
         configs, lats = [], []
@@ -49,7 +50,7 @@ def warm_start_records(
             X = np.concatenate([X, np.broadcast_to(emb, (len(X), len(emb)))], axis=1)
         xs.append(X)
         ys.append(KnobCostModel.targets(np.array(lats)))
-        logger.info("warm start: %d records of this task from %s", len(configs), log_dir)
+        logger.info("warm start: %d records of this task from %s", len(configs), source)
     if not xs:
         return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.float32)
     return np.concatenate(xs), np.concatenate(ys)

@@ -81,7 +81,9 @@ class Dataset:
             )
 
 
-def _unpack(path: Path) -> Path:
+def log_directory(path: str | Path) -> Path:
+    """A log directory, or the one inside a ``.tar.gz`` of it (unpacked once into the temp dir)."""
+    path = Path(path)
     if path.is_dir():
         return path
     if not path.exists():
@@ -114,7 +116,7 @@ def load_dataset(path: str | Path) -> Dataset:
     from chameleon.logs.timeline import mean_latency
     from chameleon.tvm_glue.keys import trace_key
 
-    root = _unpack(Path(path))
+    root = log_directory(Path(path))
     if not (root / WORKLOAD_FILE).exists():
         raise ChameleonError(
             f"{path} is not a dataset: no {WORKLOAD_FILE} (record one with `chameleon record`)"
