@@ -1,0 +1,92 @@
+"""Do the blueprint's validity rules point at slow configurations? Checked on recorded datasets.
+
+For every valid record of every task: replay its trace, run ``hardware.validity.check`` against
+the dataset target's blueprint, and compare the latencies of flagged and clean configurations.
+A rule that is worth rejecting on flags mostly slow configurations and never the best ones.
+Writes experiments/results/validity.{csv,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path("experiments/results")
+
+
+def rule_rows(dataset_path: Path) -> list[dict]:
+    from tvm.s_tir.schedule import Schedule
+
+    from chameleon.hardware.blueprints import blueprint_for_target
+    from chameleon.hardware.validity import check
+    from chameleon.simulate.dataset import load_dataset
+
+    dataset = load_dataset(dataset_path)
+    blueprint = blueprint_for_target(dataset.target_json)
+    rows = []
+    for name, task in dataset.tasks.items():
+        keys = task.valid_keys()
+        lat = np.array([task.latency[k] for k in keys])
+        flags: list[set[str]] = []
+        for key in keys:
+            sch = Schedule(task.workload)
+            task.traces[key].apply_to_schedule(sch, remove_postproc=False)
+            flags.append({v.rule for v in check(sch.mod, blueprint)})
+        top = lat <= np.percentile(lat, 10)
+        for rule in sorted(set().union(*flags)):
+            hit = np.array([rule in f for f in flags])
+            rows.append(
+                {
+                    "dataset": dataset_path.name,
+                    "blueprint": blueprint.name,
+                    "task": name,
+                    "rule": rule,
+                    "configs": len(keys),
+                    "flagged": round(float(hit.mean()), 3),
+                    "median_ms_flagged": round(float(np.median(lat[hit])) * 1e3, 4),
+                    "median_ms_clean": round(float(np.median(lat[~hit])) * 1e3, 4) if (~hit).any() else "",
+                    "flagged_in_fastest_10pct": round(float(hit[top].mean()), 3),
+                    "best_flagged": bool(hit[lat.argmin()]),
+                    "best_clean_vs_best": round(float(lat[~hit].min() / lat.min()), 3) if (~hit).any() else "",
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", action="append", type=Path)
+    args = parser.parse_args()
+    datasets = args.dataset or sorted(Path("experiments/datasets").glob("*.tar.gz"))
+    rows = [r for d in datasets for r in rule_rows(d)]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / "validity.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "# Blueprint validity rules against recorded latencies",
+        "",
+        "`python -m experiments.validity_precision`. flagged: share of the task's recorded "
+        "configurations the rule flags; fastest 10%: share of the fastest decile it flags; "
+        "best clean / best: how much slower the best unflagged configuration is.",
+        "",
+        "| task | rule | configs | flagged | median ms flagged / clean | fastest 10% flagged | best flagged | best clean / best |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['task'][:40]} | {r['rule']} | {r['configs']} | {r['flagged']:.0%} | "
+            f"{r['median_ms_flagged']} / {r['median_ms_clean']} | {r['flagged_in_fastest_10pct']:.0%} | "
+            f"{'yes' if r['best_flagged'] else 'no'} | {r['best_clean_vs_best']} |"
+        )
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "validity.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
