@@ -50,7 +50,9 @@ def rule_rows(dataset_path: Path) -> list[dict]:
                     "median_ms_clean": round(float(np.median(lat[~hit])) * 1e3, 4) if (~hit).any() else "",
                     "flagged_in_fastest_10pct": round(float(hit[top].mean()), 3),
                     "best_flagged": bool(hit[lat.argmin()]),
-                    "best_clean_vs_best": round(float(lat[~hit].min() / lat.min()), 3) if (~hit).any() else "",
+                    "best_clean_vs_best": round(float(lat[~hit].min() / lat.min()), 3)
+                    if (~hit).any()
+                    else "",
                 }
             )
     return rows

@@ -199,3 +199,22 @@ def test_markdown_reports_the_same_numbers_as_summarize() -> None:
     assert [s.strategy for s in summary] == ["base", "x"]
     assert "| x | 2.00 |" in text
     assert stats[("x", "t")].median_m == 1
+
+
+def _ranked_runs(finals: dict[str, float], task: str = "t") -> list[RunCurve]:
+    """One run per strategy that reaches ``finals[strategy]`` at measurement 4 of 8."""
+    return [run(s, 0, [5.0, 4.0, 3.0, f, f, f, f, f], task=task) for s, f in finals.items()]
+
+
+def test_ranking_agreement_agrees_and_disagrees(tmp_path: Path) -> None:
+    from chameleon.bench.output import write_csv
+    from chameleon.bench.ranking import ranking_agreement
+
+    online = tmp_path / "online.csv"
+    write_csv(_ranked_runs({"evolutionary": 2.0, "a": 1.0, "b": 1.5}), online)
+    same = ranking_agreement(_ranked_runs({"evolutionary": 2.2, "a": 1.1, "b": 1.6}), online, budget=8)
+    assert "final latency ratio" in same and "Kendall tau 1.00: the rankings agree" in same
+    flipped = ranking_agreement(_ranked_runs({"evolutionary": 1.0, "a": 2.0, "b": 1.5}), online, budget=8)
+    assert "Kendall tau -1.00: the rankings DISAGREE" in flipped
+    other = ranking_agreement(_ranked_runs({"evolutionary": 1.0, "a": 2.0}, task="u"), online, budget=8)
+    assert "covers none of the offline tasks" in other
