@@ -85,9 +85,9 @@ def test_cpu_prior_prefers_full_simd_vectors():
     idx = np.array([[0, 0], [1, 0], [2, 0], [3, 1]])
     scores = prior.score(ids, idx)
     assert scores[0] == 0.0  # 16 lanes: one full register
-    assert scores[1] == -0.5  # 8 lanes: half a register
-    assert scores[2] == -1.0  # scalar tail
-    assert scores[3] == 0.0  # 48 = 3 registers; the reduction tile has no prior
+    assert scores[1] == -0.25  # 8 lanes: half a register, log2(1/2) / log2(16)
+    assert scores[2] == -1.0  # scalar loop
+    assert scores[3] == 0.0  # 48 = 3 full registers; the reduction tile has no prior
     pool = [(0, (0, 0)), (0, (2, 0)), (0, (2, 0)), (0, (1, 1)), (0, (3, 1))]
     chosen = prior.choose(pool, 3, np.random.default_rng(0))
     assert len(set(chosen)) == 3 and set(chosen) <= set(pool)

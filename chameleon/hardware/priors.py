@@ -3,9 +3,11 @@
 A prior is a log-weight per configuration, summed from per-knob tables so that tens of thousands
 of configurations are scored with a few gathers. Rules (MetaSchedule's default sketches):
 - CPU: the innermost factor of the last spatial tile is the loop the postprocessor vectorizes;
-  a factor that is a multiple of the SIMD lanes (fp32) fills whole vector registers (0), one (> 1)
-  that divides the lane count uses part of a register (-0.5), anything else (1: no vector at all,
-  or a scalar tail) scores -1.
+  the prior is the share of the SIMD lanes (fp32) its vector registers use, on a log scale
+  (:func:`cpu_vector_score`: 16 of 16 lanes 0, 14 -0.05, 8 -0.25, 7 -0.30, a scalar loop -1). On
+  the committed ResNet-18 dataset (AVX-512) its Spearman correlation with speed is 0.46-0.51 on
+  all four tasks, three conv2d and the dense layer; an earlier multiple/divisor/other rule, which
+  scored 7 lanes like a scalar loop, had -0.03 to 0.10.
 - GPU: spatial tiles have five levels with ``threadIdx`` at level 2, so the product of those
   factors is the block size: a warp multiple within the device limit scores 0, a block that is not
   a warp multiple -1, one over the limit -3 (the validity check rejects it anyway).
@@ -18,6 +20,17 @@ from __future__ import annotations
 import numpy as np
 
 from chameleon.hardware.blueprints import Blueprint
+
+
+def cpu_vector_score(inner: np.ndarray, lanes: int, *, max_registers: int = 4) -> np.ndarray:
+    """Log-prior in [-1, 0] of a vectorised innermost loop of ``inner`` elements on ``lanes``-wide
+    fp32 SIMD: the share of lanes its vector registers use (``inner / (ceil(inner / lanes) x
+    lanes)``), in log2 and divided by log2(lanes), so a full vector scores 0 and a scalar loop -1;
+    wider than ``max_registers`` registers costs as much again per doubling (spills)."""
+    used = inner / (np.ceil(inner / lanes) * lanes)
+    score = np.log2(used) / max(np.log2(lanes), 1.0)
+    over = np.maximum(inner / (max_registers * lanes), 1.0)
+    return np.maximum(score - np.log2(over) / max(np.log2(lanes), 1.0), -1.0)
 
 
 class BlueprintPrior:
@@ -34,14 +47,8 @@ class BlueprintPrior:
             table = np.zeros((sketch.num_knobs, max(int(sketch.option_counts.max()), 1)), dtype=np.float32)
             if spatial:
                 j = spatial[-1]
-                for o, option in enumerate(sketch.knobs[j].options):
-                    inner = int(option[-1])
-                    if inner % lanes == 0:
-                        table[j, o] = 0.0
-                    elif inner > 1 and lanes % inner == 0:
-                        table[j, o] = -0.5
-                    else:
-                        table[j, o] = -1.0
+                inner = np.array([int(option[-1]) for option in sketch.knobs[j].options], dtype=np.float64)
+                table[j, : len(inner)] = cpu_vector_score(inner, lanes)
             return {"table": table}
         threads = [
             (j, np.array([int(opt[2]) for opt in sketch.knobs[j].options], dtype=np.int64))
