@@ -22,6 +22,7 @@ DEFAULT_STRATEGIES = [
     "chameleon-no-bp",
     "evolutionary-as",
 ]
+QUICK_STRATEGIES = ["chameleon", "evolutionary", "random", "chameleon-no-bp"]
 
 
 def main() -> None:
@@ -32,7 +33,11 @@ def main() -> None:
     parser.add_argument(
         "--task", action="append", help="task name (default: the preset's distinct conv2d tasks)"
     )
-    parser.add_argument("--strategy", action="append", help=f"default: {', '.join(DEFAULT_STRATEGIES)}")
+    parser.add_argument(
+        "--strategy",
+        action="append",
+        help=f"default: {', '.join(DEFAULT_STRATEGIES)} (quick preset: {', '.join(QUICK_STRATEGIES)})",
+    )
     parser.add_argument("--trials", type=int)
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--no-run", action="store_true", help="only summarize the runs already on disk")
@@ -52,7 +57,7 @@ def main() -> None:
     trials = args.trials or preset.trials
     seeds = list(range(args.seeds or preset.seeds))
     tasks = args.task or distinct_conv_tasks(list_tasks(args.model, args.target))[: preset.tasks]
-    strategies = args.strategy or DEFAULT_STRATEGIES
+    strategies = args.strategy or (QUICK_STRATEGIES if args.preset == "quick" else DEFAULT_STRATEGIES)
     stem = args.out or ("online" if args.preset == "full" else f"online-{args.preset}")
     print(
         f"benchmark {stem}: {len(tasks)} tasks x {len(strategies)} strategies x {len(seeds)} seeds, {trials} trials"
