@@ -30,7 +30,7 @@ class Preset:
 
 
 PRESETS = {
-    "quick": Preset(tasks=2, trials=64, seeds=2),
+    "quick": Preset(tasks=2, trials=64, seeds=1),
     "full": Preset(tasks=None, trials=128, seeds=3),
 }
 
