@@ -124,7 +124,9 @@ def test_dataset_task_lookup() -> None:
     with pytest.raises(UsageError, match="fused_conv2d1_relu, fused_dense"):
         ds.task("matmul")
     with pytest.raises(UsageError):
-        ds.task("fused")  # ambiguous
+        ds.task("fused")  # ambiguous: both names contain it
+    with pytest.raises(UsageError, match="ambiguous"):
+        ds.task("fused_")
 
 
 def test_dataset_check_target() -> None:
