@@ -229,23 +229,18 @@ def test_metaschedule_samples_are_configurations_of_the_space(task: Task, seed: 
         assert space.decode(sch.trace) == config
 
 
-def test_metaschedule_sampler_favours_balanced_tiles(conv: Task) -> None:
-    """SamplePerfectTile spreads prime factors over the levels: balanced tiles come out more often
-    than under a uniform draw over the factorizations, so the outermost factor is rarely the
-    whole extent."""
+def test_metaschedule_samples_are_valid_programs_more_often_than_uniform_draws(conv: Task) -> None:
+    """MetaSchedule's sampler only picks compute locations valid under the tiles it sampled; a
+    uniform draw over the options often does not (TVM would clamp it, so it counts as invalid)."""
     space, rng = conv.space, np.random.default_rng(0)
-    sampled = [c for c in (space.sample_config(rng) for _ in range(150)) if c is not None]
-    uniform = [space.random_config(rng) for _ in range(150)]
+    sampled = [c for c in (space.sample_config(rng) for _ in range(40)) if c is not None]
+    uniform = [space.random_config(rng) for _ in range(40)]
 
-    def mean_parts_above_one(configs) -> float:
-        counts = []
-        for s, idx in configs:
-            for knob, j in zip(space.sketches[s].knobs, idx, strict=True):
-                if knob.kind == "tile" and len(knob.options[0]) >= 4:
-                    counts.append(sum(f > 1 for f in knob.options[j]))
-        return float(np.mean(counts))
+    def valid_share(configs) -> float:
+        return float(np.mean([space.materialize(c) is not None for c in configs]))
 
-    assert mean_parts_above_one(sampled) > mean_parts_above_one(uniform)
+    assert valid_share(sampled) >= 0.9
+    assert valid_share(sampled) > valid_share(uniform)
 
 
 @TVM_SETTINGS

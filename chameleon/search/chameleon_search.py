@@ -14,7 +14,7 @@ Each round of a task:
    (other members, then a majority vote per knob, then re-draws).
 The first round of a task (no measurement yet, no warm start) measures random valid configurations.
 Random configurations (first round, fresh episode starts) come from MetaSchedule's own sampler, not
-from a uniform draw over the knob options: its tile sampler favours balanced tiles.
+from a uniform draw over the knob options (see :meth:`KnobSpace.sample_config`).
 """
 
 from __future__ import annotations

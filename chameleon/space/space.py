@@ -131,10 +131,9 @@ class KnobSpace:
         """A configuration drawn the way MetaSchedule samples a design space.
 
         A uniformly random sketch is replayed with every decision forgotten, so each ``Sample*``
-        instruction draws from its own distribution (``SamplePerfectTile`` spreads the prime
-        factors of the extent over the levels, which favours balanced tiles over the uniform
-        choice of :meth:`random_config`; ``SampleCategorical`` uses its probabilities;
-        ``SampleComputeLocation`` picks among the locations valid under the sampled tiles). This
+        instruction draws from its own distribution (``SampleCategorical`` uses its probabilities,
+        ``SampleComputeLocation`` picks among the locations valid under the tiles sampled before
+        it, so unlike :meth:`random_config` its draws are almost always valid programs). This
         is the distribution of MetaSchedule's ``ReplayTrace`` and of ``EvolutionarySearch``'s
         initial population. None when the sample decodes to no configuration of this space.
         """
