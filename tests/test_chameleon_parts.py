@@ -97,6 +97,16 @@ def test_cpu_prior_prefers_full_simd_vectors():
     )  # full vectors win against a tail twice as common
 
 
+def test_prior_of_a_sketch_without_knobs_is_zero():
+    from chameleon.hardware.priors import BlueprintPrior
+
+    for name in ("x86-avx512-server", "jetson-orin-nano"):
+        space = _Space([_Sketch([]), _Sketch([_Knob([(1, 1, 1, 16), (1, 1, 16, 1)])])])
+        prior = BlueprintPrior(space=space, blueprint=get_blueprint(name))
+        scores = prior.score(np.array([0, 0]), np.zeros((2, 1), dtype=np.int64))
+        assert scores.tolist() == [0.0, 0.0]
+
+
 def test_gpu_prior_scores_block_size():
     from chameleon.hardware.priors import BlueprintPrior
 

@@ -44,7 +44,8 @@ class BlueprintPrior:
         spatial = [j for j, k in enumerate(sketch.knobs) if k.kind == "tile" and len(k.options[0]) >= 4]
         if self.kind == "cpu":
             lanes = max(1, int(self.blueprint.num("simd_width_bits")) // 32)
-            table = np.zeros((sketch.num_knobs, max(int(sketch.option_counts.max()), 1)), dtype=np.float32)
+            most = int(sketch.option_counts.max(initial=1))  # a sketch may have no knob at all
+            table = np.zeros((sketch.num_knobs, most), dtype=np.float32)
             if spatial:
                 j = spatial[-1]
                 inner = np.array([int(option[-1]) for option in sketch.knobs[j].options], dtype=np.float64)
