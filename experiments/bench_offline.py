@@ -20,6 +20,14 @@ RESULTS = Path("experiments/results")
 DATASETS = Path("experiments/datasets")
 
 
+def default_datasets() -> list[Path]:
+    """Every ``.tar.gz`` under experiments/datasets, plus log directories that are not an unpacked
+    copy of one of them (``resnet18-llvm/`` next to ``resnet18-llvm.tar.gz`` is the same data)."""
+    archives = sorted(DATASETS.glob("*.tar.gz"))
+    stems = {p.name.removesuffix(".tar.gz") for p in archives}
+    return archives + sorted(p for p in DATASETS.iterdir() if p.is_dir() and p.name not in stems)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -39,9 +47,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("chameleon.bench").setLevel(logging.INFO)
 
-    datasets = args.dataset or sorted(
-        p for p in DATASETS.iterdir() if p.is_dir() or p.name.endswith(".tar.gz")
-    )
+    datasets = args.dataset or default_datasets()
     strategies = args.strategy or strategy_names()
     result = run_offline(
         datasets=datasets,
