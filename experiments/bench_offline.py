@@ -43,7 +43,16 @@ def main() -> None:
     parser.add_argument(
         "--warm-start", action="append", default=[], help="log dir(s): adds a chameleon+warm variant"
     )
+    parser.add_argument(
+        "--merge",
+        action="append",
+        type=Path,
+        help="simulate nothing: merge these result CSVs (e.g. of runs split by task) into --out",
+    )
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, out=args.out)
+        return
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("chameleon.bench").setLevel(logging.INFO)
 
@@ -83,6 +92,31 @@ def main() -> None:
         budget=args.trials,
         baseline="evolutionary",
         title=f"Offline benchmark ({args.trials} simulated measurements per run)",
+        notes=notes,
+    )
+    print(text)
+
+
+def merge(paths: list[Path], *, out: str) -> None:
+    """One table, plot and ranking check from several offline result CSVs."""
+    from chameleon.bench.ranking import read_curves
+
+    runs, budget = [], 0
+    for path in paths:
+        curves, b = read_curves(path)
+        runs += curves
+        budget = max(budget, b)
+    notes = [f"Merged from {', '.join(p.name for p in paths)} (surrogate quality: in their .md files)."]
+    online = next((p for p in (RESULTS / "online.csv", RESULTS / "online-quick.csv") if p.exists()), None)
+    if online is not None:
+        notes += ["", ranking_agreement(runs, online, budget=budget)]
+    text = write_all(
+        runs,
+        out_dir=RESULTS,
+        stem=out,
+        budget=budget,
+        baseline="evolutionary",
+        title=f"Offline benchmark ({budget} simulated measurements per run)",
         notes=notes,
     )
     print(text)
