@@ -216,5 +216,7 @@ def test_ranking_agreement_agrees_and_disagrees(tmp_path: Path) -> None:
     assert "final latency ratio" in same and "Kendall tau 1.00: the rankings agree" in same
     flipped = ranking_agreement(_ranked_runs({"evolutionary": 1.0, "a": 2.0, "b": 1.5}), online, budget=8)
     assert "Kendall tau -1.00: the rankings DISAGREE" in flipped
+    tied = ranking_agreement(_ranked_runs({"evolutionary": 2.0, "a": 2.0, "b": 2.0}), online, budget=8)
+    assert "cannot be compared" in tied
     other = ranking_agreement(_ranked_runs({"evolutionary": 1.0, "a": 2.0}, task="u"), online, budget=8)
     assert "covers none of the offline tasks" in other

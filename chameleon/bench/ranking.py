@@ -50,8 +50,12 @@ def ranking_agreement(
     for metric, sign in (("final latency ratio", 1.0), ("measurement ratio", -1.0)):
         key_off = {s: sign * getattr(off[s], _FIELDS[metric]) for s in common}
         key_on = {s: sign * getattr(on[s], _FIELDS[metric]) for s in common}
-        tau = _kendall([key_off[s] for s in common], [key_on[s] for s in common])
-        verdict = "agree" if tau >= 0.999 else ("mostly agree" if tau > 0.3 else "DISAGREE")
+        a, b = [key_off[s] for s in common], [key_on[s] for s in common]
+        tau = _kendall(a, b)
+        if len(set(a)) == 1 or len(set(b)) == 1:
+            verdict = "cannot be compared (one side ties every strategy)"
+        else:
+            verdict = "agree" if tau >= 0.999 else ("mostly agree" if tau > 0.3 else "DISAGREE")
         lines.append(
             f"- by {metric}: offline {sorted(common, key=key_off.get)}, online {sorted(common, key=key_on.get)}; "
             f"Kendall tau {tau:.2f}: the rankings {verdict}."
