@@ -81,20 +81,7 @@ def main() -> None:
         notes.append(
             f"- surrogate for `{task}`: held-out Spearman {q.spearman:.3f}, median relative error {100 * q.median_rel_error:.1f}% ({q.n_train} train / {q.n_test} test)"
         )
-    online = next((p for p in (RESULTS / "online.csv", RESULTS / "online-quick.csv") if p.exists()), None)
-    if online is not None:
-        notes.append("")
-        notes.append(ranking_agreement(result.runs, online, budget=args.trials))
-    text = write_all(
-        result.runs,
-        out_dir=RESULTS,
-        stem=args.out,
-        budget=args.trials,
-        baseline="evolutionary",
-        title=f"Offline benchmark ({args.trials} simulated measurements per run)",
-        notes=notes,
-    )
-    print(text)
+    write_results(result.runs, budget=args.trials, stem=args.out, notes=notes)
 
 
 def merge(paths: list[Path], *, out: str) -> None:
@@ -107,13 +94,19 @@ def merge(paths: list[Path], *, out: str) -> None:
         runs += curves
         budget = max(budget, b)
     notes = [f"Merged from {', '.join(p.name for p in paths)} (surrogate quality: in their .md files)."]
+    write_results(runs, budget=budget, stem=out, notes=notes)
+
+
+def write_results(runs: list, *, budget: int, stem: str, notes: list[str]) -> None:
+    """CSV, plot and table under experiments/results, with the ranking check against the online
+    benchmark's result when there is one; prints the table."""
     online = next((p for p in (RESULTS / "online.csv", RESULTS / "online-quick.csv") if p.exists()), None)
     if online is not None:
-        notes += ["", ranking_agreement(runs, online, budget=budget)]
+        notes = [*notes, "", ranking_agreement(runs, online, budget=budget)]
     text = write_all(
         runs,
         out_dir=RESULTS,
-        stem=out,
+        stem=stem,
         budget=budget,
         baseline="evolutionary",
         title=f"Offline benchmark ({budget} simulated measurements per run)",

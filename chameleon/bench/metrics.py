@@ -157,3 +157,14 @@ def median_curve(runs: list[RunCurve], budget: int) -> list[float]:
         med = statistics.median(vals)
         out.append(med if math.isfinite(med) else math.nan)
     return out
+
+
+def strategy_variants(
+    strategies: list[str], warm_start: tuple[str, ...] = ()
+) -> list[tuple[str, str, tuple[str, ...]]]:
+    """``(label, strategy, warm-start logs)`` per benchmarked variant: each strategy as is, plus
+    ``chameleon+warm`` (chameleon with its cost model first trained on ``warm_start``) if given."""
+    variants = [(s, s, ()) for s in strategies]
+    if warm_start:
+        variants.append(("chameleon+warm", "chameleon", tuple(str(w) for w in warm_start)))
+    return variants

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from chameleon.bench.metrics import RunCurve
+from chameleon.bench.metrics import RunCurve, strategy_variants
 from chameleon.simulate.dataset import load_dataset
 from chameleon.simulate.run import fit_surrogate, simulate
 from chameleon.simulate.surrogate import SurrogateQuality
@@ -41,9 +41,7 @@ def run_offline(
     """
     from chameleon.search.registry import StrategyOptions
 
-    variants = [(s, s, ()) for s in strategies]
-    if warm_start:
-        variants.append(("chameleon+warm", "chameleon", tuple(warm_start)))
+    variants = strategy_variants(strategies, warm_start)
     runs: list[RunCurve] = []
     qualities: dict[str, SurrogateQuality] = {}
     for path in datasets:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from chameleon.bench.metrics import RunCurve
+from chameleon.bench.metrics import RunCurve, strategy_variants
 from chameleon.logs.metadata import read_run_file
 from chameleon.logs.timeline import read_timeline
 from chameleon.tuning.tune import TuneConfig, tune
@@ -97,9 +97,7 @@ def run_online(
     With ``warm_start`` log directories (typically another target's), a variant
     ``chameleon+warm`` is added: chameleon whose cost model is first trained on those logs.
     """
-    variants = [(s, s, ()) for s in strategies]
-    if warm_start:
-        variants.append(("chameleon+warm", "chameleon", tuple(str(w) for w in warm_start)))
+    variants = strategy_variants(strategies, warm_start)
     curves = []
     for task in tasks:
         for seed in seeds:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -73,8 +74,6 @@ def _summary(runs: list[RunCurve], tasks: set[str], budget: int, baseline: str) 
 
 def _kendall(a: list[float], b: list[float]) -> float:
     """Kendall's tau-b; 0 when either side has no spread (all ties)."""
-    import math
-
     from scipy.stats import kendalltau
 
     tau = kendalltau(a, b).statistic

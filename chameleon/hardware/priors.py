@@ -27,10 +27,10 @@ def cpu_vector_score(inner: np.ndarray, lanes: int, *, max_registers: int = 4) -
     fp32 SIMD: the share of lanes its vector registers use (``inner / (ceil(inner / lanes) x
     lanes)``), in log2 and divided by log2(lanes), so a full vector scores 0 and a scalar loop -1;
     wider than ``max_registers`` registers costs as much again per doubling (spills)."""
+    scale = max(np.log2(lanes), 1.0)
     used = inner / (np.ceil(inner / lanes) * lanes)
-    score = np.log2(used) / max(np.log2(lanes), 1.0)
     over = np.maximum(inner / (max_registers * lanes), 1.0)
-    return np.maximum(score - np.log2(over) / max(np.log2(lanes), 1.0), -1.0)
+    return np.maximum((np.log2(used) - np.log2(over)) / scale, -1.0)
 
 
 class BlueprintPrior:

@@ -86,10 +86,10 @@ class ChameleonSearch(PySearchStrategy):
     ) -> None:
         self.config = config or ChameleonConfig()
         self.stats = {} if stats is None else stats
+        """Shared by every clone (one per task): ``post_tuning`` puts the task's counters here."""
         self.program_model = program_model
         """MetaSchedule's ``XGBModel`` on per-store program features, shared by every task and updated
         by the task scheduler after each measurement; it re-ranks the knob model's shortlist."""
-        """Shared by every clone (one per task): ``post_tuning`` puts the task's counters here."""
         self.seed = seed
         self.blueprint = blueprint
         """Hardware blueprint (Glimpse): priors, validity checks, embedding in the cost model; None: off."""
@@ -352,21 +352,15 @@ class ChameleonSearch(PySearchStrategy):
         """The top ``plan_size`` of the shortlist: valid programs only, ranked by the mean of the
         knob model's and the program model's rank percentiles (knob model alone while the
         program model is untrained or absent)."""
-        n = len(plan_ids)
-        if n <= self.config.plan_size and not self._program_model_ready():
+        ready = self._program_model_ready()
+        if len(plan_ids) <= self.config.plan_size and not ready:
             return plan_ids, plan_idx, scores
-        cache = self._schedules
-        valid = [
-            i
-            for i in range(n)
-            if self._materialize(self._config(plan_ids[i], plan_idx[i]), cache) is not None
-        ]
+        configs = [self._config(sid, row) for sid, row in zip(plan_ids, plan_idx, strict=True)]
+        schedules = [self._materialize(c, self._schedules) for c in configs]
+        valid = [i for i, sch in enumerate(schedules) if sch is not None]
         plan_ids, plan_idx, scores = plan_ids[valid], plan_idx[valid], scores[valid]
-        if self._program_model_ready() and len(valid) > 1:
-            candidates = [
-                to_measure_candidate(cache[self._config(sid, row)])
-                for sid, row in zip(plan_ids, plan_idx, strict=True)
-            ]
+        if ready and len(valid) > 1:
+            candidates = [to_measure_candidate(schedules[i]) for i in valid]
             program = np.asarray(self.program_model.predict(self.context, candidates), dtype=np.float64)
             w = self.config.program_model_weight
             scores = (1 - w) * _percentile_ranks(scores) + w * _percentile_ranks(program)

@@ -116,7 +116,7 @@ def load_dataset(path: str | Path) -> Dataset:
     from chameleon.logs.timeline import mean_latency
     from chameleon.tvm_glue.keys import trace_key
 
-    root = log_directory(Path(path))
+    root = log_directory(path)
     if not (root / WORKLOAD_FILE).exists():
         raise ChameleonError(
             f"{path} is not a dataset: no {WORKLOAD_FILE} (record one with `chameleon record`)"
