@@ -52,7 +52,7 @@ lint: $(STAMP)  ## ruff
 bench: $(STAMP)  ## online benchmark, full preset (hours; runs on this machine's CPU)
 	$(BIN)/python -m experiments.bench --preset full
 
-bench-quick: $(STAMP)  ## online benchmark, quick preset (1 seed, ~20 min on 2 cores)
+bench-quick: $(STAMP)  ## online benchmark, quick preset (1 seed; its 2-seed run took ~25 min on 2 cores)
 	$(BIN)/python -m experiments.bench --preset quick
 
 bench-offline: $(STAMP)  ## every strategy over many seeds on the committed datasets (simulated)
