@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--task", action="append")
     parser.add_argument("--pool-only", action="store_true")
     parser.add_argument("--out", default="offline")
+    parser.add_argument("--baseline", default="evolutionary", help="the strategy ratios are taken against")
     parser.add_argument(
         "--warm-start", action="append", default=[], help="log dir(s): adds a chameleon+warm variant"
     )
@@ -51,7 +52,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.merge:
-        merge(args.merge, out=args.out)
+        merge(args.merge, out=args.out, baseline=args.baseline)
         return
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("chameleon.bench").setLevel(logging.INFO)
@@ -81,10 +82,10 @@ def main() -> None:
         notes.append(
             f"- surrogate for `{task}`: held-out Spearman {q.spearman:.3f}, median relative error {100 * q.median_rel_error:.1f}% ({q.n_train} train / {q.n_test} test)"
         )
-    write_results(result.runs, budget=args.trials, stem=args.out, notes=notes)
+    write_results(result.runs, budget=args.trials, stem=args.out, notes=notes, baseline=args.baseline)
 
 
-def merge(paths: list[Path], *, out: str) -> None:
+def merge(paths: list[Path], *, out: str, baseline: str = "evolutionary") -> None:
     """One table, plot and ranking check from several offline result CSVs."""
     from chameleon.bench.ranking import read_curves
 
@@ -94,10 +95,10 @@ def merge(paths: list[Path], *, out: str) -> None:
         runs += curves
         budget = max(budget, b)
     notes = [f"Merged from {', '.join(p.name for p in paths)} (surrogate quality: in their .md files)."]
-    write_results(runs, budget=budget, stem=out, notes=notes)
+    write_results(runs, budget=budget, stem=out, notes=notes, baseline=baseline)
 
 
-def write_results(runs: list, *, budget: int, stem: str, notes: list[str]) -> None:
+def write_results(runs: list, *, budget: int, stem: str, notes: list[str], baseline: str) -> None:
     """CSV, plot and table under experiments/results, with the ranking check against the online
     benchmark's result when there is one; prints the table."""
     online = next((p for p in (RESULTS / "online.csv", RESULTS / "online-quick.csv") if p.exists()), None)
@@ -108,7 +109,7 @@ def write_results(runs: list, *, budget: int, stem: str, notes: list[str]) -> No
         out_dir=RESULTS,
         stem=stem,
         budget=budget,
-        baseline="evolutionary",
+        baseline=baseline,
         title=f"Offline benchmark ({budget} simulated measurements per run)",
         notes=notes,
     )

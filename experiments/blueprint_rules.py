@@ -120,7 +120,8 @@ def main() -> None:
     ]
     lines += [
         "",
-        "Validity rules (soft on a CPU: they never reject there unless strict). flagged: share of the "
+        "Validity rules (all soft on a CPU; `vector_width` rejects without `strict` because of this "
+        "table, `validity.REJECTING_SOFT_RULES`). flagged: share of the "
         "task's recorded configurations the rule flags; fastest 10%: share of the fastest decile it "
         "flags; best clean / best: how much slower the best unflagged configuration is.",
         "",

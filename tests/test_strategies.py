@@ -65,6 +65,33 @@ def test_every_factory_builds_a_search_setup(name: str) -> None:
     assert setup.cost_model is not None
 
 
+def test_a_spec_overrides_the_strategy_config() -> None:
+    entry = registry.get_entry("chameleon:representative=best, plan_size=32,adaptive_sampling=false")
+    assert entry.name.startswith("chameleon:")
+    setup = entry.factory(registry.StrategyOptions(seed=1))
+    config = setup.strategy.config
+    assert (config.representative, config.plan_size, config.adaptive_sampling) == ("best", 32, False)
+    assert registry.create("chameleon", registry.StrategyOptions()).strategy.config.plan_size == 64
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("chameleon:no_such=1", "unknown setting 'no_such'"),
+        ("chameleon:plan_size=many", "bad value 'many' for 'plan_size'"),
+        ("chameleon:adaptive_sampling=maybe", "bad value 'maybe'"),
+        ("chameleon:representative=worst", "representative must be"),
+        ("chameleon:plan_size", "write name:field=value"),
+        ("chameleon:ppo=1", "cannot be set"),
+        ("evolutionary:population=8", "takes no settings"),
+    ],
+)
+def test_a_bad_spec_is_a_one_line_usage_error(spec: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message) as info:
+        registry.get_entry(spec)
+    assert "\n" not in str(info.value)
+
+
 def test_registering_a_strategy(monkeypatch) -> None:
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     sentinel = registry.SearchSetup(strategy="s", cost_model="c")

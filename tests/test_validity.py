@@ -96,8 +96,23 @@ def test_unbound_loops_rejected_on_gpu(orin):
     assert _rules(check(_matmul(64), orin)) == {"unbound_loops": True}
 
 
-def _vectorised_add(lanes: int, dtype: str = "float32"):
-    a = te.placeholder((256, 1024), name="A", dtype=dtype)
+def _vectorised_matmul(lanes: int, dtype: str = "float32", n: int = 256):
+    """Matmul with its innermost spatial loop (j) vectorised by ``lanes``, reduction outside it."""
+    a = te.placeholder((n, n), name="A", dtype=dtype)
+    b = te.placeholder((n, n), name="B", dtype=dtype)
+    k = te.reduce_axis((0, n), name="k")
+    c = te.compute((n, n), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
+    sch = Schedule(tvm.IRModule({"main": te.create_prim_func([a, b, c])}))
+    i, j, kk = sch.get_loops(sch.get_sblock("C"))
+    jo, ji = sch.split(j, [None, lanes])
+    sch.reorder(i, jo, kk, ji)
+    sch.parallel(i)
+    sch.vectorize(ji)
+    return sch.mod
+
+
+def _vectorised_add(lanes: int):
+    a = te.placeholder((256, 1024), name="A")
     b = te.compute((256, 1024), lambda i, j: a[i, j] + a[i, j], name="B")
     sch = Schedule(tvm.IRModule({"main": te.create_prim_func([a, b])}))
     i, j = sch.get_loops(sch.get_sblock("B"))
@@ -109,19 +124,30 @@ def _vectorised_add(lanes: int, dtype: str = "float32"):
 
 def test_cpu_vector_width():
     avx512 = get_blueprint("x86-avx512-server")
-    assert check(_vectorised_add(16), avx512) == []  # 16 x 32 = 512 bits: one register
-    v = check(_vectorised_add(256), avx512)  # 8192 bits = 16 registers
-    assert _rules(v) == {"vector_width": False} and "256 lanes" in v[0].detail
-    assert _rules(check(_vectorised_add(5), avx512)) == {"vector_width": False}  # 160 bits
-    assert check(_vectorised_add(64, "int8"), avx512) == []
-    assert check(_vectorised_add(16), get_blueprint("x86-avx2-desktop")) == []  # two AVX2 registers
+    assert check(_vectorised_matmul(16), avx512) == []  # 16 x 32 = 512 bits: one full register
+    assert check(_vectorised_matmul(64), avx512) == []  # 4 full registers of accumulators
+    assert check(_vectorised_matmul(24), avx512) == []  # 2 registers, 75% of their lanes
+    v = check(_vectorised_matmul(512, n=1024), avx512)  # 32 registers
+    assert _rules(v) == {"vector_width": False} and "512 lanes" in v[0].detail
+    assert check(_vectorised_matmul(7), avx512) == []  # 44%: a 7-wide output row is often fastest
+    v = check(_vectorised_matmul(2), avx512)  # 64 of 512 bits
+    assert _rules(v) == {"vector_width": False} and "12% of their lanes" in v[0].detail
+    assert check(_vectorised_matmul(64, "int8"), avx512) == []
+    assert check(_vectorised_matmul(8), get_blueprint("x86-avx2-desktop")) == []  # one AVX2 register
+
+
+def test_cpu_vector_rule_leaves_elementwise_loops_alone():
+    # Padding, copies and epilogues are memory-bound: their vector width is LLVM's business.
+    avx512 = get_blueprint("x86-avx512-server")
+    assert check(_vectorised_add(4), avx512) == []
+    assert check(_vectorised_add(1024), avx512) == []
 
 
 def test_host_cpu_vector_width():
     host = get_blueprint("host")
-    assert _rules(check(_vectorised_add(512), host)) == {"vector_width": False}  # 16384 bits
+    assert _rules(check(_vectorised_matmul(1024, n=1024), host))["vector_width"] is False  # >= 32 registers
     if host.fields["simd_width_bits"] >= 128:
-        assert check(_vectorised_add(16), host) == []
+        assert check(_vectorised_matmul(16), host) == []
 
 
 def test_cpu_working_set():
@@ -150,6 +176,8 @@ def test_is_rejected():
     assert not is_rejected([], strict=True)
     assert not is_rejected([soft], strict=False) and is_rejected([soft], strict=True)
     assert is_rejected([soft, hard], strict=False)
+    lanes = Violation(rule="vector_width", hard=False, detail="2 lanes")  # earned its rejection
+    assert is_rejected([lanes], strict=False)
 
 
 @pytest.mark.slow

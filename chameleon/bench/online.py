@@ -99,8 +99,9 @@ def run_online(
     """
     variants = strategy_variants(strategies, warm_start)
     curves = []
-    for task in tasks:
-        for seed in seeds:
+    # Seed-major: a benchmark stopped early still covers every task and strategy with its first seeds.
+    for seed in seeds:
+        for task in tasks:
             for label, strategy, warm in variants:
                 log_dir = out_dir / _slug(task) / f"{label}-s{seed}"
                 if not measure:

@@ -5,6 +5,11 @@ build or run), so rounds and tasks share one scale and the agent's reward stays 
 are :meth:`KnobSpace.features` (option indices, log2 tile factors, categorical values), optionally
 followed by a fixed context vector (the hardware blueprint's embedding), which lets records from
 other devices train the same model (transfer).
+
+Transfer (warm start) follows AutoTVM's ``XGBoostCostModel``: a *base model* is fitted once on the
+other devices' records, and every round's model is boosted on top of it (the base model's margin is
+the ``base_margin`` of the local fit), so it starts from what transferred and corrects it as this
+device's measurements come in. Refitting is as cheap as without a warm start.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ class KnobCostModel:
         self.config = config or KnobModelConfig()
         self.seed = seed
         self.model = None
-        self.prior_X: np.ndarray | None = None
-        self.prior_y: np.ndarray | None = None
+        self.base_model = None
+        """Fitted once on records from other devices/runs (warm start); None without one."""
 
     @staticmethod
     def targets(latencies: np.ndarray) -> np.ndarray:
@@ -46,23 +51,11 @@ class KnobCostModel:
             y = np.where(np.isfinite(latencies), best / latencies, 0.0)
         return y.astype(np.float32)
 
-    def set_prior(self, X: np.ndarray, y: np.ndarray) -> None:
-        """Records from other devices/runs (already normalised per task) always trained on."""
-        self.prior_X, self.prior_y = X, y
-
-    def fit(self, X: np.ndarray, latencies: np.ndarray) -> bool:
+    def _regressor(self):
         import xgboost as xgb
 
-        y = self.targets(np.asarray(latencies, dtype=np.float64))
-        n_valid = int(np.isfinite(latencies).sum())
-        if self.prior_X is not None:
-            X = np.concatenate([self.prior_X, X])
-            y = np.concatenate([self.prior_y, y])
-            n_valid += len(self.prior_y)
-        if n_valid < self.config.min_samples:
-            return False
         c = self.config
-        self.model = xgb.XGBRegressor(
+        return xgb.XGBRegressor(
             n_estimators=c.n_estimators,
             max_depth=c.max_depth,
             learning_rate=c.learning_rate,
@@ -71,17 +64,41 @@ class KnobCostModel:
             n_jobs=1,
             tree_method="hist",
         )
-        self.model.fit(X, y)
+
+    def set_prior(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Fit the base model on records from other devices/runs (targets already normalised per
+        log); fewer than ``min_samples`` records leave the model cold."""
+        if len(y) < self.config.min_samples:
+            return
+        self.base_model = self._regressor()
+        self.base_model.fit(X, y)
+
+    def _base_margin(self, X: np.ndarray) -> np.ndarray | None:
+        if self.base_model is None:
+            return None
+        return self.base_model.predict(X, output_margin=True)
+
+    def fit(self, X: np.ndarray, latencies: np.ndarray) -> bool:
+        """Refit on this task's measurements; False while the model cannot predict anything yet
+        (fewer than ``min_samples`` valid measurements and no base model)."""
+        latencies = np.asarray(latencies, dtype=np.float64)
+        if int(np.isfinite(latencies).sum()) < self.config.min_samples:
+            self.model = None
+            return self.base_model is not None
+        self.model = self._regressor()
+        self.model.fit(X, self.targets(latencies), base_margin=self._base_margin(X))
         return True
 
     @property
     def fitted(self) -> bool:
-        return self.model is not None
+        return self.model is not None or self.base_model is not None
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        if self.model is None:
-            return np.zeros(len(X), dtype=np.float32)
-        return self.model.predict(X).astype(np.float32)
+        if self.model is not None:
+            return self.model.predict(X, base_margin=self._base_margin(X)).astype(np.float32)
+        if self.base_model is not None:
+            return self.base_model.predict(X).astype(np.float32)
+        return np.zeros(len(X), dtype=np.float32)
 
 
 def finite_or_inf(value: float | None) -> float:

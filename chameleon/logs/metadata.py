@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import socket
+import subprocess
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -21,7 +22,33 @@ def versions() -> dict[str, str]:
             out[pkg] = importlib_metadata.version(pkg)
         except importlib_metadata.PackageNotFoundError:
             out[pkg] = "not installed"
+    commit = source_commit()
+    if commit:
+        out["chameleon-commit"] = commit
     return out
+
+
+def source_commit() -> str | None:
+    """The git commit of this checkout (``+dirty`` with uncommitted changes); None outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def host_info() -> dict:

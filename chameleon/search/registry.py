@@ -9,6 +9,7 @@ are compared on equal terms and run unchanged on the local CPU, an RPC farm or t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,8 @@ class StrategyOptions:
     """Use the hardware blueprint (priors, validity checks, transfer) where the strategy supports it."""
     warm_start: tuple[str, ...] = ()
     """Log directories of other devices/runs to pre-train the cost model on."""
+    overrides: tuple[tuple[str, str], ...] = ()
+    """``(field, value)`` pairs from a spec ``name:field=value,...`` for the strategy's config."""
 
 
 @dataclass(frozen=True)
@@ -45,14 +48,16 @@ class StrategyEntry:
     name: str
     help: str
     factory: Callable[[StrategyOptions], SearchSetup]
+    config_class: type | None = None
+    """The dataclass of the strategy's hyperparameters, if a spec may override them."""
 
 
 _REGISTRY: dict[str, StrategyEntry] = {}
 
 
-def register(name: str, help: str) -> Callable:
+def register(name: str, help: str, *, config_class: type | None = None) -> Callable:
     def deco(factory: Callable[[StrategyOptions], SearchSetup]):
-        _REGISTRY[name] = StrategyEntry(name, help, factory)
+        _REGISTRY[name] = StrategyEntry(name, help, factory, config_class)
         return factory
 
     return deco
@@ -68,11 +73,57 @@ def strategy_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_entry(name: str) -> StrategyEntry:
+def get_entry(spec: str) -> StrategyEntry:
+    """The strategy a spec names: ``name`` or ``name:field=value,...``, which overrides fields of
+    the strategy's config (e.g. ``chameleon:representative=best,plan_size=128``), so variants can be
+    compared without registering them."""
     _load_builtin()
+    name, _, params = spec.partition(":")
     if name not in _REGISTRY:
         raise UsageError(f"unknown strategy {name!r}; valid strategies: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    entry = _REGISTRY[name]
+    if not params:
+        return entry
+    if entry.config_class is None:
+        raise UsageError(f"strategy {name!r} takes no settings; use {name!r} alone")
+    pairs = tuple(_parse_setting(spec, item) for item in params.split(","))
+    apply_overrides(entry.config_class(), pairs)  # fail fast on a bad field or value
+    return StrategyEntry(
+        spec,
+        entry.help,
+        lambda options: entry.factory(dataclasses.replace(options, overrides=pairs)),
+        entry.config_class,
+    )
+
+
+def _parse_setting(spec: str, item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"bad strategy spec {spec!r}: write name:field=value,field=value")
+    return key.strip(), value.strip()
+
+
+def apply_overrides(config, overrides: tuple[tuple[str, str], ...]):
+    """``config`` with ``overrides`` applied; values are converted to the type of the field's
+    current value (bool, int, float or str)."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for key, text in overrides:
+        if key not in fields:
+            raise UsageError(f"unknown setting {key!r}; settings: {', '.join(sorted(fields))}")
+        current = getattr(config, key)
+        try:
+            if isinstance(current, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                changes[key] = text.lower() in ("true", "1")
+            elif isinstance(current, int | float | str):
+                changes[key] = type(current)(text)
+            else:
+                raise UsageError(f"setting {key!r} cannot be set from a strategy spec")
+        except ValueError:
+            raise UsageError(f"bad value {text!r} for {key!r} (expected {type(current).__name__})") from None
+    return dataclasses.replace(config, **changes)
 
 
 def create(name: str, options: StrategyOptions) -> SearchSetup:
