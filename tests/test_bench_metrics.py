@@ -220,3 +220,39 @@ def test_ranking_agreement_agrees_and_disagrees(tmp_path: Path) -> None:
     assert "cannot be compared" in tied
     other = ranking_agreement(_ranked_runs({"evolutionary": 1.0, "a": 2.0}, task="u"), online, budget=8)
     assert "covers none of the offline tasks" in other
+
+
+# --------------------------------------------------------------------------- collecting runs
+def _write_run(log_dir: Path, task: str, latencies: list[float]) -> None:
+    import json
+
+    from chameleon.logs import metadata
+    from chameleon.logs.timeline import TIMELINE_FILE, Measurement
+
+    log_dir.mkdir(parents=True)
+    runs = [{"run": 1, "breakdown_s": {"search": 2.0 * len(latencies), "rounds": len(latencies)}}]
+    metadata.write_run_file(log_dir, {"network": "net", "target": "llvm", "tasks": [], "runs": runs})
+    with (log_dir / TIMELINE_FILE).open("w") as f:
+        for n, lat in enumerate(latencies, start=1):
+            f.write(json.dumps(Measurement(task, 0, n, n, float(n), 1, lat, None, f"k{n}").__dict__) + "\n")
+
+
+def test_collecting_runs_leaves_out_a_stopped_run(tmp_path: Path) -> None:
+    from chameleon.bench.online import _slug, run_online
+
+    task = "fused_conv2d_x"
+    _write_run(tmp_path / _slug(task) / "chameleon-s0", task, [3e-3, 2e-3, 1e-3, 1e-3])
+    _write_run(tmp_path / _slug(task) / "evolutionary-s0", task, [3e-3, 2e-3])  # stopped at 2 of 4
+    curves = run_online(
+        model="resnet18",
+        target="llvm",
+        tasks=[task],
+        strategies=["chameleon", "evolutionary", "random"],
+        seeds=[0],
+        trials=4,
+        out_dir=tmp_path,
+        measure=False,
+    )
+    assert [(c.strategy, c.latencies, c.search_s_per_round) for c in curves] == [
+        ("chameleon", (3e-3, 2e-3, 1e-3, 1e-3), 2.0)
+    ]

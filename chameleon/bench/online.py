@@ -92,7 +92,8 @@ def run_online(
     measure: bool = True,
     warm_start: tuple[str, ...] = (),
 ) -> list[RunCurve]:
-    """Tune every (task, seed, strategy); with ``measure=False`` only collect runs already on disk.
+    """Tune every (task, seed, strategy); with ``measure=False`` only collect the runs already on
+    disk that finished their budget.
 
     With ``warm_start`` log directories (typically another target's), a variant
     ``chameleon+warm`` is added: chameleon whose cost model is first trained on those logs.
@@ -106,7 +107,13 @@ def run_online(
                 log_dir = out_dir / _slug(task) / f"{label}-s{seed}"
                 if not measure:
                     if (log_dir / "timeline.jsonl").exists():
-                        curves.append(run_curve(log_dir, strategy=label, task=task, seed=seed))
+                        curve = run_curve(log_dir, strategy=label, task=task, seed=seed)
+                        if len(curve.latencies) >= trials:
+                            curves.append(curve)
+                        else:  # a run that was stopped: it would skew the medians
+                            logger.warning(
+                                "%s: %d of %d measurements, left out", log_dir, len(curve.latencies), trials
+                            )
                     continue
                 tune(
                     TuneConfig(
