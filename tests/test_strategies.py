@@ -383,3 +383,14 @@ def test_pool_only_answers_only_recorded_configurations(runs: Runs) -> None:
             assert m.error
     assert runs.pool_only_sim.misses == 0
     assert runs.pool_only_sim.hits == len(runs.pool_only)
+
+
+def test_cli_lists_strategies_and_which_take_settings() -> None:
+    from typer.testing import CliRunner
+
+    from chameleon.cli.app import app
+
+    result = CliRunner().invoke(app, ["strategies"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert all(name in result.output for name in STRATEGIES)
+    assert "chameleon, chameleon-no-as, chameleon-no-bp take settings" in result.output

@@ -46,7 +46,9 @@ def tune(
     trials: int = typer.Option(256, help="Measurement budget for the network (the log's records count)."),
     trials_per_task: int = typer.Option(0, help="Cap on new measurements per task (0: none)."),
     trials_per_round: int = typer.Option(16, help="Candidates proposed per round."),
-    strategy: str = typer.Option("chameleon", help="Search strategy (see `chameleon strategies`)."),
+    strategy: str = typer.Option(
+        "chameleon", help="Search strategy, NAME or NAME:field=value,... (see `chameleon strategies`)."
+    ),
     seed: int = typer.Option(0),
     log_dir: Path = typer.Option(None, help="Default: tuning_logs/<model>/<target>/."),
     batch: int = typer.Option(1),
@@ -259,9 +261,17 @@ def strategies() -> None:
     table = Table(title="strategies")
     table.add_column("name")
     table.add_column("what it does")
+    settable = []
     for name in strategy_names():
-        table.add_row(name, get_entry(name).help)
+        entry = get_entry(name)
+        table.add_row(name, entry.help)
+        if entry.config_class is not None:
+            settable.append(name)
     console.print(table)
+    console.print(
+        f"{', '.join(settable)} take settings: --strategy NAME:field=value,... "
+        "(fields of ChameleonConfig, e.g. chameleon:representative=centroid,plan_size=128)"
+    )
 
 
 def _mount_subcommands() -> None:
