@@ -48,6 +48,9 @@ def main() -> None:
         help="log dir(s) of another target: adds a chameleon+warm variant (transfer)",
     )
     parser.add_argument("--out", help="result file stem (default: online or online-<preset>)")
+    parser.add_argument(
+        "--runs", help="run directory under experiments/results/runs (default: --out, else the preset)"
+    )
     parser.add_argument("--baseline", default="evolutionary", help="the strategy ratios are taken against")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -69,7 +72,7 @@ def main() -> None:
         strategies=strategies,
         seeds=seeds,
         trials=trials,
-        out_dir=RESULTS / "runs" / (args.out or args.preset),
+        out_dir=RESULTS / "runs" / (args.runs or args.out or args.preset),
         measure=not args.no_run,
         warm_start=tuple(args.warm_start),
         on_run=lambda c: print(
@@ -79,6 +82,8 @@ def main() -> None:
             flush=True,
         ),
     )
+    if not curves:
+        raise SystemExit("no finished runs to summarise: run without --no-run first, or name them with --runs")
     text = write_all(
         curves,
         out_dir=RESULTS,
