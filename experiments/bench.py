@@ -83,7 +83,9 @@ def main() -> None:
         ),
     )
     if not curves:
-        raise SystemExit("no finished runs to summarise: run without --no-run first, or name them with --runs")
+        raise SystemExit(
+            "no finished runs to summarise: run without --no-run first, or name them with --runs"
+        )
     text = write_all(
         curves,
         out_dir=RESULTS,
