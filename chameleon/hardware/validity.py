@@ -334,9 +334,12 @@ def _vector_rule(loop: Any, bp: Blueprint, cfg: ValidityConfig) -> Violation | N
     tvm_ffi.structural_walk(loop.body, [(tirx.BufferStore, on_store), (s_tir.SBlock, on_block)])
     if not bits[0] or not reduces[0]:
         return None
+    from chameleon.hardware.priors import lane_share
+
     lanes, simd = int(loop.extent), int(bp.num("simd_width_bits"))
-    registers = math.ceil(lanes * bits[0] / simd)
-    share = lanes * bits[0] / (registers * simd)
+    per_register = max(simd // bits[0], 1)
+    registers = math.ceil(lanes / per_register)
+    share = float(lane_share(lanes, per_register))
     what = f"loop {loop.loop_var}: {lanes} lanes x {bits[0]} bits in {registers} x {simd}-bit registers"
     if registers > cfg.max_vector_registers:
         return Violation(
