@@ -27,7 +27,7 @@ from tvm.s_tir.schedule import Schedule
 
 from chameleon.errors import ChameleonError
 from chameleon.logs import metadata
-from chameleon.logs.database import RECORD_FILE, WORKLOAD_FILE, open_database, repair
+from chameleon.logs.database import RECORD_FILE, WORKLOAD_FILE, open_database, repair, workload_records
 from chameleon.logs.report import best_so_far, build_report, network_curve, plot_report
 from chameleon.logs.timeline import (
     TIMELINE_FILE,
@@ -285,6 +285,39 @@ def test_valid_json_but_invalid_record_is_set_aside(db_dir: Path) -> None:
     write_lines(rec, content)
     db = open_database(db_dir)
     assert len(db.get_all_tuning_records()) == N_RECORDS - 1
+
+
+# --------------------------------------------------------------------------- reading another log
+def test_workload_records_reads_one_workload_like_tvm_without_writing(db_dir: Path) -> None:
+    before = {p.name: p.read_bytes() for p in db_dir.iterdir()}
+    db = ms.database.JSONDatabase(work_dir=str(db_dir))
+    for n in SIZES:
+        workload, records = workload_records(db_dir, matmul(n))
+        assert tvm_ffi.structural_equal(workload.mod, matmul(n))
+        stock = db.get_top_k(db.commit_workload(matmul(n)), 100)
+        assert sorted(r[1][0] for r in records) == sorted(float(r.run_secs[0]) for r in stock)
+        replayed = [ms.database.TuningRecord.from_json(r, workload) for r in records]
+        assert {str(r.trace) for r in replayed} == {str(r.trace) for r in stock}
+    assert workload_records(db_dir, matmul(8)) == (None, [])
+    del db
+    assert {p.name: p.read_bytes() for p in db_dir.iterdir()} == before
+
+
+def test_workload_records_skips_corrupt_and_failed_lines_and_keeps_indices(db_dir: Path, caplog) -> None:
+    wl, rec = db_dir / WORKLOAD_FILE, db_dir / RECORD_FILE
+    write_lines(wl, ["[garbage", lines(wl)[1]])  # matmul 32 stays workload index 1
+    content = lines(rec)
+    failed = json.loads(content[-1])
+    failed[1][1] = [1e10]
+    write_lines(rec, [*content[:-1], json.dumps(failed), '{"not": json', ""])
+    before = {p.name: p.read_bytes() for p in db_dir.iterdir()}
+    with caplog.at_level(logging.WARNING, logger="chameleon"):
+        workload, records = workload_records(db_dir, matmul(32))
+    assert tvm_ffi.structural_equal(workload.mod, matmul(32))
+    assert len(records) == SIZES[32] - 1
+    assert any("1 unreadable" in r.getMessage() for r in caplog.records)
+    assert workload_records(db_dir, matmul(16)) == (None, [])
+    assert {p.name: p.read_bytes() for p in db_dir.iterdir()} == before
 
 
 # --------------------------------------------------------------------------- timeline

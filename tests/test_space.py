@@ -327,10 +327,47 @@ def test_mutated_and_serialized_traces_decode(conv: Task) -> None:
     assert space.decode(replayed.trace) == space.decode(base[0].trace) is not None
 
 
+def test_database_lines_decode_without_replay(task: Task, tmp_path) -> None:
+    """``decode_json`` reads a record as TVM's JSONDatabase writes it (postprocessed, booleans as
+    0/1) to the same configuration ``decode`` finds by replaying it."""
+    import json
+
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    from chameleon.space.traces import plain_json
+
+    space, rng = task.space, np.random.default_rng(11)
+    db = ms.database.JSONDatabase(work_dir=str(tmp_path))
+    workload = db.commit_workload(task.ctx.mod)
+    configs = []
+    for config in (space.random_config(rng) for _ in range(12)):
+        sch = space.materialize(config)
+        if sch is not None:
+            configs.append(config)
+            db.commit_tuning_record(
+                ms.database.TuningRecord(
+                    sch.trace, workload, [1e-3], TARGET, ArgInfo.from_prim_func(task.ctx.mod["main"])
+                )
+            )
+    assert configs
+    lines = (tmp_path / "database_tuning_record.json").read_text().splitlines()
+    assert [space.decode_json(json.loads(line)[1][0]) for line in lines] == configs
+    sch = space.materialize(configs[0])
+    assert space.decode_json(plain_json(sch.trace.as_json())) == configs[0]
+    parallel = ms.mutator.MutateParallel(max_jobs_per_core=16)
+    parallel._initialize_with_tune_context(task.ctx)
+    mutated = parallel.apply(sch.trace)
+    if mutated is not None:
+        assert space.decode_json(plain_json(mutated.as_json())) == space.decode(mutated)
+
+
 def test_foreign_traces_do_not_decode(conv: Task, dense: Task) -> None:
     assert dense.space.decode(conv.spaces[0].trace) is None
     assert conv.space.decode(dense.spaces[0].trace) is None
     assert conv.space.sketches[1].decode(conv.spaces[0].trace) is None
+    from chameleon.space.traces import plain_json
+
+    assert dense.space.decode_json(plain_json(conv.spaces[0].trace.as_json())) is None
 
 
 def test_measure_candidate(dense: Task) -> None:

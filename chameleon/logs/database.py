@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,3 +171,64 @@ def open_database(log_dir: str | Path, *, create: bool = False):
     except Exception:  # noqa: BLE001 - TVM refused a line that is valid JSON: check every line with TVM
         repair(log_dir, deep=True)
         return ms.database.JSONDatabase(work_dir=str(log_dir))
+
+
+def workload_records(log_dir: str | Path, mod) -> tuple[object | None, list[list]]:
+    """``(TVM Workload, record JSON values)`` of the workload structurally equal to ``mod`` in a
+    log directory, read without replaying any trace and without writing to the log (it may be
+    another device's, or read-only); ``(None, [])`` if the log lacks the workload.
+
+    ``JSONDatabase`` replays every record of every workload when it opens (tens of ms each), which
+    made a warm start from a 4000-record log cost ~40 s per task. Each value is
+    ``[trace json, run_secs, target json, args_info]``: give it with the workload to
+    ``TuningRecord.from_json`` for a real record. Records without a valid measurement are left
+    out, as ``Database.get_top_k`` leaves them out; unreadable lines are skipped with a warning.
+    """
+    import tvm_ffi
+
+    log_dir = Path(log_dir)
+    if not (log_dir / WORKLOAD_FILE).exists():
+        raise ChameleonError(
+            f"{log_dir} is not a tuning log (no {WORKLOAD_FILE}); run `chameleon tune --log-dir {log_dir}` first"
+        )
+    wanted = tvm_ffi.structural_hash(mod)
+    found = None
+    # TVM's workload index is the position among non-blank lines, corrupt ones included
+    lines = [line for line in _read_lines(log_dir / WORKLOAD_FILE) if line.strip()]
+    for index, line in enumerate(lines):
+        workload = _parse_workload(line, deep=True)
+        if workload is None or tvm_ffi.structural_hash(workload.mod) != wanted:
+            continue
+        if tvm_ffi.structural_equal(workload.mod, mod):
+            found = (index, workload)
+            break
+    if found is None:
+        return None, []
+    index, workload = found
+    records, bad = [], 0
+    for line in _read_lines(log_dir / RECORD_FILE):
+        head = _RECORD_HEAD.match(line)
+        if head is None or int(head.group(1)) != index:
+            bad += head is None and bool(line.strip())
+            continue
+        parsed = _parse_record(line, {}, deep=False)
+        if parsed is None:
+            bad += 1
+            continue
+        rec = parsed[1]
+        run_secs = rec[1]
+        if isinstance(run_secs, list) and run_secs and not all(_as_float(v) >= 1e10 for v in run_secs):
+            records.append(rec)
+    if bad:
+        logger.warning("%s: %d unreadable record lines skipped", log_dir / RECORD_FILE, bad)
+    return workload, records
+
+
+_RECORD_HEAD = re.compile(r"\s*\[\s*(\d+)\s*,")
+
+
+def _as_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.inf

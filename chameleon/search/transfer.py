@@ -21,8 +21,10 @@ logger = logging.getLogger(__name__)
 def warm_start_records(
     space, workload, log_dirs: tuple[str, ...], *, with_embedding: bool
 ) -> tuple[np.ndarray, np.ndarray]:
+    from tvm.s_tir.meta_schedule.database import TuningRecord
+
     from chameleon.hardware.blueprints import blueprint_for_target, embedding
-    from chameleon.logs.database import open_database
+    from chameleon.logs.database import workload_records
     from chameleon.logs.metadata import read_run_file
     from chameleon.logs.timeline import mean_latency
     from chameleon.simulate.dataset import log_directory
@@ -31,15 +33,16 @@ def warm_start_records(
     for source in log_dirs:
         log_dir = log_directory(source)  # a log directory or a dataset .tar.gz
         run = read_run_file(log_dir)
-        database = open_database(log_dir)
-        if not database.has_workload(workload):
-            continue
-        configs, lats = [], []
-        for rec in database.get_top_k(database.commit_workload(workload), 100000):
-            config = space.decode(rec.trace)
+        tvm_workload, records = workload_records(log_dir, workload)
+        configs, lats, replayed = [], [], 0
+        for rec in records:
+            config = space.decode_json(rec[0])
+            if config is None:  # not a sketch's instructions verbatim: replay it the slow way
+                replayed += 1
+                config = space.decode(TuningRecord.from_json(rec, tvm_workload).trace)
             if config is None:
                 continue
-            lat = mean_latency(rec.run_secs)
+            lat = mean_latency(rec[1])
             configs.append(config)
             lats.append(lat if lat is not None and lat < 1e9 else math.inf)
         if not configs:
@@ -50,7 +53,9 @@ def warm_start_records(
             X = np.concatenate([X, np.broadcast_to(emb, (len(X), len(emb)))], axis=1)
         xs.append(X)
         ys.append(KnobCostModel.targets(np.array(lats)))
-        logger.info("warm start: %d records of this task from %s", len(configs), source)
+        logger.info(
+            "warm start: %d records of this task from %s (%d replayed)", len(configs), source, replayed
+        )
     if not xs:
         return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.float32)
     return np.concatenate(xs), np.concatenate(ys)

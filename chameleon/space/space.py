@@ -8,9 +8,11 @@ schedule, ``enter_postproc()``, then run the task's postprocessors in order.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,14 @@ from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 from tvm.s_tir.schedule import Schedule, Trace
 
 from chameleon.space.knobs import Knob, Sketch, SpaceConfig
-from chameleon.space.traces import normalize_decision, replay, simplify, trace_signature
+from chameleon.space.traces import (
+    json_decision,
+    normalize_decision,
+    plain_json,
+    replay,
+    simplify,
+    trace_signature,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +211,38 @@ class KnobSpace:
             return None
         idx = self.sketches[s].decode_aligned(simplified)
         return None if idx is None else (s, idx)
+
+    @cached_property
+    def _by_json_insts(self) -> dict[str, int]:
+        return {
+            json.dumps(plain_json(s.trace.as_json(remove_postproc=True))[0]): i
+            for i, s in enumerate(self.sketches)
+        }
+
+    def decode_json(self, trace_json: Sequence) -> Config | None:
+        """:meth:`decode` for a trace in TVM's JSON form (``[instructions, decisions]``, as a
+        database line holds it), without replaying it: about 1000x faster.
+
+        Only a trace whose instructions before ``EnterPostproc`` are exactly a sketch's simplified
+        instructions is decoded here, which is what MetaSchedule writes for a sampled sketch. None
+        otherwise; a caller that must not miss a record replays it and calls :meth:`decode`.
+        """
+        insts, decisions = trace_json[0], trace_json[1]
+        end = next((i for i, inst in enumerate(insts) if inst[0] == "EnterPostproc"), len(insts))
+        s = self._by_json_insts.get(json.dumps(plain_json(insts[:end])))
+        if s is None:
+            return None
+        chosen = {int(i): json_decision(d) for i, d in decisions if int(i) < end}
+        sketch = self.sketches[s]
+        if any(chosen.get(i) != want for i, want in sketch.fixed.items()):
+            return None
+        idx = []
+        for knob in sketch.knobs:
+            j = knob.index_of(chosen.get(knob.inst_index))
+            if j is None:
+                return None
+            idx.append(j)
+        return s, tuple(idx)
 
     # --------------------------------------------------------------------- features
 

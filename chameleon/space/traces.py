@@ -32,6 +32,27 @@ def normalize_decision(decision: Any) -> Any:
     return tuple(normalize_decision(d) for d in decision)
 
 
+def plain_json(value: Any) -> Any:
+    """A TVM JSON value (``Trace.as_json()`` or a parsed database line) in one canonical plain
+    form, so the two compare equal: TVM writes booleans as 0/1 and may drop a float's ``.0``."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool | int):
+        return int(value)
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if hasattr(value, "value"):  # IntImm / FloatImm / Bool
+        return plain_json(value.value)
+    if hasattr(value, "items"):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    return [plain_json(v) for v in value]
+
+
+def json_decision(value: Any) -> Any:
+    """A decision parsed from a database line, in :func:`normalize_decision`'s form."""
+    return tuple(json_decision(v) for v in value) if isinstance(value, list) else value
+
+
 def _to_tvm(decision: Any) -> Any:
     return list(decision) if isinstance(decision, tuple) else decision
 
