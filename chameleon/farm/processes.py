@@ -102,13 +102,25 @@ class FarmProcess:
         except (ProcessLookupError, PermissionError):
             pass
 
+    def _descendants(self) -> list:
+        import psutil
+
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
     def kill(self) -> None:
         """SIGKILL the whole process group at once, as if the device died."""
+        descendants = self._descendants()
         self._signal_group(signal.SIGKILL)
         self.popen.wait()
+        _reap(descendants)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGTERM the process group, wait up to ``timeout_s``, then SIGKILL whatever is left."""
+        """SIGTERM the process group, wait up to ``timeout_s``, then SIGKILL whatever is left.
+        Returns once the process and every descendant it had are gone."""
+        descendants = self._descendants()
         if self.alive():
             self._signal_group(signal.SIGTERM)
             try:
@@ -117,6 +129,7 @@ class FarmProcess:
                 logger.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, self.pid)
         self._signal_group(signal.SIGKILL)  # children that outlived the leader
         self.popen.wait()
+        _reap(descendants)
 
     def failure(self, doing: str) -> ChameleonError:
         """A one-line error for a process that exited or stalled while ``doing``."""
@@ -124,6 +137,34 @@ class FarmProcess:
         state = f"exited with code {code}" if code is not None else "did not become ready"
         where = f"; see {self.log_path}" if self.log_path else ""
         return ChameleonError(f"the RPC {self.name} {state} while {doing}{where}")
+
+
+def _reap(processes: list, timeout_s: float = 10.0) -> None:
+    """SIGKILL what is left of ``processes`` (psutil handles, e.g. children that left the process
+    group) and wait until they are gone: a stopped farm leaves nothing running behind it."""
+    import psutil
+
+    for proc in processes:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    deadline = time.monotonic() + timeout_s
+    while processes := [p for p in processes if _running(p)]:
+        if time.monotonic() > deadline:
+            logger.warning("processes %s did not exit after SIGKILL", [p.pid for p in processes])
+            return
+        time.sleep(0.05)
+
+
+def _running(proc) -> bool:
+    """Running and not a zombie (a zombie is dead; only its parent or init can reap it)."""
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _port_args(port: int) -> list[str]:
