@@ -48,7 +48,7 @@ def prior_spearman(dataset, task, blueprint) -> tuple[float, int]:
 def rule_rows(dataset_path: Path) -> list[dict]:
     from tvm.s_tir.schedule import Schedule
 
-    from chameleon.hardware.blueprints import blueprint_for_target
+    from chameleon.hardware.target_blueprint import blueprint_for_target
     from chameleon.hardware.validity import check
     from chameleon.simulate.dataset import load_dataset
 

@@ -16,13 +16,13 @@ from chameleon.hardware.blueprints import (
     EMBEDDING_DIM,
     EMBEDDING_FEATURES,
     SCHEMA,
-    blueprint_for_target,
     blueprint_names,
     describe,
     embedding,
     get_blueprint,
     load_blueprints,
 )
+from chameleon.hardware.target_blueprint import blueprint_for_target
 
 REQUIRED = {
     "jetson-nano",

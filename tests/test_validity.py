@@ -7,7 +7,8 @@ import tvm
 from tvm import te
 from tvm.s_tir.schedule import Schedule
 
-from chameleon.hardware.blueprints import blueprint_for_target, get_blueprint
+from chameleon.hardware.blueprints import get_blueprint
+from chameleon.hardware.target_blueprint import blueprint_for_target
 from chameleon.hardware.validity import ValidityConfig, Violation, check, is_rejected
 
 

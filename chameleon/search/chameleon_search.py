@@ -432,7 +432,7 @@ def _setup(options: StrategyOptions, config: ChameleonConfig, *, blueprint: bool
     config = apply_overrides(config, options.overrides)
     bp = None
     if blueprint and options.blueprint and options.target_json:
-        from chameleon.hardware.blueprints import blueprint_for_target
+        from chameleon.hardware.target_blueprint import blueprint_for_target
 
         bp = blueprint_for_target(options.target_json)
     stats: dict = {}

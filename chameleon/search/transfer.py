@@ -23,7 +23,8 @@ def warm_start_records(
 ) -> tuple[np.ndarray, np.ndarray]:
     from tvm.s_tir.meta_schedule.database import TuningRecord
 
-    from chameleon.hardware.blueprints import blueprint_for_target, embedding
+    from chameleon.hardware.blueprints import embedding
+    from chameleon.hardware.target_blueprint import blueprint_for_target
     from chameleon.logs.database import workload_records
     from chameleon.logs.metadata import read_run_file
     from chameleon.logs.timeline import mean_latency
