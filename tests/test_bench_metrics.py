@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,33 @@ def test_summarize_ratios_on_hand_made_curves() -> None:
     assert (base.reached, base.runs) == (3, 3)
 
 
+def test_match_ratio_counts_measurements_to_the_baselines_own_final_latency() -> None:
+    runs = [
+        # t1: base ends at 2.0 (both seeds), first there at m = 3; fast is at or below 2.0 at m = 1
+        run("base", 0, [4.0, 3.0, 2.0], task="t1"),
+        run("base", 1, [5.0, 4.0, 2.0], task="t1"),
+        run("fast", 0, [2.0, 1.0], task="t1"),
+        run("fast", 1, [1.5], task="t1"),
+        # t2: base's median best is the slower middle run's, 2.0 (seeds 1.0 and 2.0); slow never
+        # gets there: 2 x B
+        run("base", 0, [3.0, 1.0], task="t2"),
+        run("base", 1, [2.0], task="t2"),
+        run("slow", 0, [2.1], task="t2"),
+        # another strategy's much better run moves the main metric's target, not the match ratio
+        run("best", 0, [0.1], task="t2"),
+    ]
+    stats = task_stats(runs, budget=B, baseline="base")
+    assert stats[("base", "t1")].median_match_m == 3
+    assert stats[("fast", "t1")].median_match_m == 1
+    assert stats[("base", "t2")].median_match_m == statistics.median([2, 1])
+    assert stats[("slow", "t2")].median_match_m == 2 * B
+    summary = {s.strategy: s for s in summarize(stats, baseline="base")}
+    assert summary["base"].match_ratio == 1.0
+    assert summary["fast"].match_ratio == pytest.approx(3.0)
+    assert summary["slow"].match_ratio == pytest.approx(1.5 / (2 * B))
+    assert summarize(task_stats(runs, budget=B), baseline="base")[0].match_ratio is None
+
+
 def test_summarize_drops_a_strategy_without_common_tasks() -> None:
     runs = [run("base", 0, [1.0], task="t1"), run("other", 0, [1.0], task="t2")]
     assert [s.strategy for s in summarize(task_stats(runs, budget=B), baseline="base")] == ["base"]
@@ -137,9 +165,10 @@ def test_ratio_of_a_strategy_against_itself_is_one(seeds, other_task) -> None:
     for name in ("base", "copy"):
         runs += [run(name, s, lats, task="t1") for s, lats in enumerate(seeds)]
         runs += [run(name, s, lats, task="t2") for s, lats in enumerate(other_task)]
-    summary = {s.strategy: s for s in summarize(task_stats(runs, budget=B), baseline="base")}
+    summary = {s.strategy: s for s in summarize(task_stats(runs, budget=B, baseline="base"), baseline="base")}
     for s in summary.values():
         assert s.measurement_ratio == 1.0
+        assert s.match_ratio in (None, 1.0)
         assert math.isnan(s.final_latency_ratio) or s.final_latency_ratio == 1.0
     assert set(summary) in (set(), {"base", "copy"})  # empty when no run measured anything
     if summary:

@@ -5,6 +5,11 @@ the target is T = 1.05 x L_ref. For a run, m is the first measurement (1-based) 
 run that never gets there counts as 2B. Per strategy and task the median m over seeds is taken;
 the measurement ratio of a strategy is m_baseline / m_strategy (> 1: fewer measurements than the
 baseline). The same with the wall-clock second at which T was reached gives the time ratio.
+
+A second view asks how soon a strategy matches the baseline's result: with T_b = the baseline's
+median best latency after B over seeds (the slower middle one for an even count), m_b is the first measurement at or below T_b (2B if
+never), and the match ratio is m_b(baseline) / m_b(strategy). It does not depend on how good the
+best run of any strategy was, so adding runs does not move it.
 """
 
 from __future__ import annotations
@@ -51,10 +56,13 @@ class StrategyTaskStats:
     runs: int
     median_best: float | None
     search_s_per_round: float | None
+    median_match_m: float | None = None
+    """Median first measurement at or below the baseline's median best (2 x budget if never);
+    None without a baseline."""
 
 
 def task_stats(
-    runs: list[RunCurve], *, budget: int, tolerance: float = 1.05
+    runs: list[RunCurve], *, budget: int, tolerance: float = 1.05, baseline: str | None = None
 ) -> dict[tuple[str, str], StrategyTaskStats]:
     by_task: dict[str, list[RunCurve]] = defaultdict(list)
     for r in runs:
@@ -68,6 +76,10 @@ def task_stats(
         by_strategy: dict[str, list[RunCurve]] = defaultdict(list)
         for r in task_runs:
             by_strategy[r.strategy].append(r)
+        base_bests = [r.best for r in by_strategy.get(baseline, []) if r.best is not None]
+        # median_high: with an even number of seeds, the slower middle run, which each of the
+        # baseline's middle runs reaches within the budget
+        match = statistics.median_high(base_bests) if base_bests else None
         for strategy, srs in by_strategy.items():
             ms, ts, reached = [], [], 0
             for r in srs:
@@ -88,8 +100,16 @@ def task_stats(
                 runs=len(srs),
                 median_best=statistics.median(best) if best else None,
                 search_s_per_round=statistics.median(search) if search else None,
+                median_match_m=None
+                if match is None
+                else statistics.median(_reach_or(r.latencies, match, 2 * budget) for r in srs),
             )
     return out
+
+
+def _reach_or(latencies, threshold: float, never: int) -> int:
+    m = first_reach(latencies, threshold)
+    return never if m is None else m
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,8 @@ class StrategySummary:
     reached: int
     runs: int
     search_s_per_round: float | None
+    match_ratio: float | None = None
+    """Median over tasks of m_b(baseline) / m_b(strategy), if the stats carry them."""
 
 
 def summarize(stats: dict[tuple[str, str], StrategyTaskStats], *, baseline: str) -> list[StrategySummary]:
@@ -110,12 +132,14 @@ def summarize(stats: dict[tuple[str, str], StrategyTaskStats], *, baseline: str)
     tasks = sorted({t for _, t in stats})
     out = []
     for s in strategies:
-        m_ratios, t_ratios, l_ratios, reached, runs, search = [], [], [], 0, 0, []
+        m_ratios, t_ratios, l_ratios, match_ratios, reached, runs, search = [], [], [], [], 0, 0, []
         for t in tasks:
             mine, base = stats.get((s, t)), stats.get((baseline, t))
             if mine is None or base is None:
                 continue
             m_ratios.append(base.median_m / mine.median_m)
+            if mine.median_match_m and base.median_match_m:
+                match_ratios.append(base.median_match_m / mine.median_match_m)
             if mine.median_t and base.median_t:
                 t_ratios.append(base.median_t / mine.median_t)
             if mine.median_best and base.median_best:
@@ -135,6 +159,7 @@ def summarize(stats: dict[tuple[str, str], StrategyTaskStats], *, baseline: str)
                 reached=reached,
                 runs=runs,
                 search_s_per_round=statistics.median(search) if search else None,
+                match_ratio=statistics.median(match_ratios) if match_ratios else None,
             )
         )
     return out

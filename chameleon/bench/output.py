@@ -39,7 +39,7 @@ def _fmt(v: float | None, spec: str = ".2f") -> str:
 def markdown(
     runs: list[RunCurve], *, budget: int, baseline: str, title: str, notes: list[str] = ()
 ) -> tuple[str, list[StrategySummary], dict[tuple[str, str], StrategyTaskStats]]:
-    stats = task_stats(runs, budget=budget)
+    stats = task_stats(runs, budget=budget, baseline=baseline)
     summary = summarize(stats, baseline=baseline)
     seeds = sorted({r.seed for r in runs})
     lines = [f"# {title}", ""]
@@ -47,17 +47,20 @@ def markdown(
         f"Budget {budget} measurements per task and run; seeds {seeds}; baseline `{baseline}`. "
         "Target latency per task: 1.05 x the best any run reached. m = first measurement at or below "
         "the target (2 x budget if never). Ratios are baseline / strategy (> 1 is better); final latency "
-        "is strategy / baseline (< 1 is faster code). Medians over seeds, then over tasks."
+        "is strategy / baseline (< 1 is faster code). Medians over seeds, then over tasks. Match ratio: "
+        "the same ratio of measurements, to reach the baseline's own median final latency instead."
     )
     lines += ["", *notes, ""] if notes else [""]
     lines.append(
-        "| strategy | measurement ratio | time ratio | final latency ratio | runs reaching target | search s/round |"
+        "| strategy | measurement ratio | time ratio | final latency ratio | runs reaching target "
+        "| search s/round | match ratio |"
     )
-    lines.append("|---|---:|---:|---:|---:|---:|")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for s in summary:
         lines.append(
             f"| {s.strategy} | {_fmt(s.measurement_ratio)} | {_fmt(s.time_ratio)} | "
-            f"{_fmt(s.final_latency_ratio, '.3f')} | {s.reached}/{s.runs} | {_fmt(s.search_s_per_round)} |"
+            f"{_fmt(s.final_latency_ratio, '.3f')} | {s.reached}/{s.runs} | {_fmt(s.search_s_per_round)} | "
+            f"{_fmt(s.match_ratio)} |"
         )
     lines += ["", "Per task: median m (measurements to target) and median best latency (ms).", ""]
     strategies = [s.strategy for s in summary]
