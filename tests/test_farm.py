@@ -397,7 +397,15 @@ def test_cli_local_farm_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     cmd = [sys.executable, "-c", "from chameleon.farm.cli import app; app(prog_name='farm')"]
     args = ["local", "--servers", "1", "--key", "cli-cpu", "--port", str(port), "--log-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Started with SIGINT ignored, as a background job of a non-interactive shell is (and as this
+    # test was once, inside the full suite): Ctrl-C must still stop the farm.
+    proc = subprocess.Popen(
+        cmd + args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     children: list[psutil.Process] = []
     output = ""
     try:

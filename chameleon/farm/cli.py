@@ -69,13 +69,16 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (e.g. from ``make`` or ``kill``) like Ctrl-C, so that cleanup runs."""
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+def _stop_signals_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (e.g. from ``make`` or ``kill``) like Ctrl-C, so that cleanup runs; and make
+    SIGINT raise KeyboardInterrupt even when this process was started with it ignored (a
+    background job of a non-interactive shell is, and Python then keeps ignoring it)."""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _wait_while_alive(procs: Sequence[FarmProcess]) -> None:
@@ -120,7 +123,7 @@ def tracker(
     """Run TVM's RPC tracker in the foreground until Ctrl-C."""
     _check_port(port)
     _warn_exposed(host)
-    with _sigterm_as_interrupt():
+    with _stop_signals_interrupt():
         proc = start_tracker(host=host, port=port)
         try:
             console.print(f"RPC tracker on {host}:{port} (pid {proc.pid}); Ctrl-C stops it")
@@ -154,7 +157,7 @@ def server(
             "or tunnel the port"
         )
     check_reachable(*address)
-    with _sigterm_as_interrupt():
+    with _stop_signals_interrupt():
         proc = start_server(tracker=address, key=key, host=host, port=port)
         try:
             console.print(
@@ -190,7 +193,7 @@ def local(
         raise UsageError(f"--servers must be at least 1, got {servers}")
     _check_port(port)
     _warn_exposed(host)
-    with _sigterm_as_interrupt():
+    with _stop_signals_interrupt():
         farm = LocalFarm(n_servers=servers, key=key, host=host, port=port, log_dir=log_dir)
         try:
             farm.start()
