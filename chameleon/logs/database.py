@@ -155,15 +155,20 @@ def _write(path: Path, lines: list[str]) -> None:
     tmp.replace(path)
 
 
+def _require_log(log_dir: Path) -> None:
+    if not (log_dir / WORKLOAD_FILE).exists():
+        raise ChameleonError(
+            f"{log_dir} is not a tuning log (no {WORKLOAD_FILE}); run `chameleon tune --log-dir {log_dir}` first"
+        )
+
+
 def open_database(log_dir: str | Path, *, create: bool = False):
     """Repair (if needed) and open the log directory's ``JSONDatabase``."""
     from tvm.s_tir import meta_schedule as ms
 
     log_dir = Path(log_dir)
-    if not create and not (log_dir / WORKLOAD_FILE).exists():
-        raise ChameleonError(
-            f"{log_dir} is not a tuning log (no {WORKLOAD_FILE}); run `chameleon tune --log-dir {log_dir}` first"
-        )
+    if not create:
+        _require_log(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     repair(log_dir)
     try:
@@ -187,10 +192,7 @@ def workload_records(log_dir: str | Path, mod) -> tuple[object | None, list[list
     import tvm_ffi
 
     log_dir = Path(log_dir)
-    if not (log_dir / WORKLOAD_FILE).exists():
-        raise ChameleonError(
-            f"{log_dir} is not a tuning log (no {WORKLOAD_FILE}); run `chameleon tune --log-dir {log_dir}` first"
-        )
+    _require_log(log_dir)
     wanted = tvm_ffi.structural_hash(mod)
     found = None
     # TVM's workload index is the position among non-blank lines, corrupt ones included
