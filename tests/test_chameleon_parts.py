@@ -65,6 +65,20 @@ def test_warm_model_is_corrected_by_local_measurements():
     assert spearmanr(model.predict(X[350:]), -local_latency[350:]).statistic > 0.8
 
 
+def test_each_refit_continues_the_base_model_once():
+    """Every round refits on top of the base model: the base model stays as it was and the local
+    model holds its trees plus one fit's worth, however many rounds came before."""
+    rng = np.random.default_rng(2)
+    X = rng.uniform(size=(120, 3)).astype(np.float32)
+    model = KnobCostModel(config=KnobModelConfig(n_estimators=10), seed=0)
+    model.set_prior(X, X[:, 1])
+    before = model.base_model.predict(X)
+    for n in (20, 40, 60):
+        assert model.fit(X[:n], 1e-3 * (1.0 + X[:n, 2]))
+        assert model.model.get_booster().num_boosted_rounds() == 20
+    np.testing.assert_array_equal(model.base_model.predict(X), before)
+
+
 class _Knob:
     def __init__(self, options, kind="tile"):
         self.options = options
