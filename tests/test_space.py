@@ -352,6 +352,8 @@ def test_database_lines_decode_without_replay(task: Task, tmp_path) -> None:
     assert configs
     lines = (tmp_path / "database_tuning_record.json").read_text().splitlines()
     assert [space.decode_json(json.loads(line)[1][0]) for line in lines] == configs
+    read_back = db.get_top_k(workload, len(configs))  # what resuming from a log decodes
+    assert sorted(space.decode_trace_fast(r.trace) for r in read_back) == sorted(configs)
     sch = space.materialize(configs[0])
     assert space.decode_json(plain_json(sch.trace.as_json())) == configs[0]
     parallel = ms.mutator.MutateParallel(max_jobs_per_core=16)
@@ -359,6 +361,7 @@ def test_database_lines_decode_without_replay(task: Task, tmp_path) -> None:
     mutated = parallel.apply(sch.trace)
     if mutated is not None:
         assert space.decode_json(plain_json(mutated.as_json())) == space.decode(mutated)
+        assert space.decode_trace_fast(mutated) == space.decode(mutated)
 
 
 def test_foreign_traces_do_not_decode(conv: Task, dense: Task) -> None:

@@ -184,7 +184,7 @@ class ChameleonSearch(PySearchStrategy):
 
         workload = database.commit_workload(self.context.mod)
         for rec in database.get_top_k(workload, 100000):
-            config = self.space.decode(rec.trace)
+            config = self.space.decode_trace_fast(rec.trace)
             if config is not None:
                 lat = mean_latency(rec.run_secs)
                 self.measured[config] = lat if lat is not None and lat < 1e9 else math.inf

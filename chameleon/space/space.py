@@ -244,6 +244,12 @@ class KnobSpace:
             idx.append(j)
         return s, tuple(idx)
 
+    def decode_trace_fast(self, trace: Trace) -> Config | None:
+        """:meth:`decode`, by way of :meth:`decode_json` where the trace allows it (resuming from
+        a log of thousands of records: no replay for the ones MetaSchedule sampled verbatim)."""
+        config = self.decode_json(plain_json(trace.as_json()))
+        return config if config is not None else self.decode(trace)
+
     # --------------------------------------------------------------------- features
 
     def as_arrays(self, configs: Sequence[Config]) -> tuple[np.ndarray, np.ndarray]:
