@@ -8,8 +8,8 @@ baseline). The same with the wall-clock second at which T was reached gives the 
 
 A second view asks how soon a strategy matches the baseline's result: with T_b = the baseline's
 median best latency after B over seeds (the slower middle one for an even count), m_b is the first
-measurement at or below T_b (2B if never), and the match ratio is m_b(baseline) / m_b(strategy). It does not depend on how good the
-best run of any strategy was, so adding runs does not move it.
+measurement at or below T_b (2B if never), and the match ratio is m_b(baseline) / m_b(strategy).
+It does not depend on how good the best run of any strategy was, so adding runs does not move it.
 """
 
 from __future__ import annotations
