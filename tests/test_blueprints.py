@@ -36,6 +36,7 @@ REQUIRED = {
     "t4",
     "a100",
     "h100",
+    "h200",
     "rtx-3080",
     "rtx-3090",
     "rtx-4090",
@@ -58,6 +59,7 @@ CUDA_CORES = {
     "t4": 2560,
     "a100": 6912,
     "h100": 16896,
+    "h200": 16896,
     "rtx-3080": 8704,
     "rtx-3090": 10496,
     "rtx-4090": 16384,
@@ -263,6 +265,15 @@ def test_cuda_arch_resolves_by_compute_capability():
     assert blueprint_for_target({"kind": "cuda", "arch": "sm_87"}).name == "jetson-orin-nano"
     assert blueprint_for_target({"kind": "cuda", "arch": "sm_80"}).name == "a100"
     assert blueprint_for_target({"kind": "cuda", "arch": "sm_90a"}).name == "h100"
+    # a local GPU's target carries its L2 size: that tells the H200 from the H100
+    assert (
+        blueprint_for_target({"kind": "cuda", "arch": "sm_90", "l2_cache_size_bytes": 60 << 20}).name
+        == "h200"
+    )
+    assert (
+        blueprint_for_target({"kind": "cuda", "arch": "sm_90", "l2_cache_size_bytes": 50 << 20}).name
+        == "h100"
+    )
     with pytest.raises(ChameleonError, match="compute capability 6.1"):
         blueprint_for_target({"kind": "cuda", "arch": "sm_61"})
     with pytest.raises(ChameleonError, match="arch"):

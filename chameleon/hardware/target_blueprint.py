@@ -24,7 +24,9 @@ def blueprint_for_target(target: Mapping[str, Any] | Any) -> Blueprint:
        ``X.Y``. With several, the first whose tag's own export agrees with the target on
        ``max_shared_memory_per_block``, ``registers_per_block``, ``l2_cache_size_bytes`` and the
        host's ``num-cores``/``mcpu`` (this tells ``nvidia/jetson-agx-orin-64gb`` from
-       ``nvidia/jetson-orin-nano``); otherwise the first in file order (``sm_87`` ->
+       ``nvidia/jetson-orin-nano``); before that, the only entry whose L2 size equals the
+       target's ``l2_cache_size_bytes`` (a local GPU's target carries it: H100 vs H200, which
+       has no TVM tag); otherwise the first in file order (``sm_87`` ->
        jetson-orin-nano, ``sm_86`` -> rtx-3080, ``sm_72`` -> jetson-xavier-nx).
     3. ``kind == "llvm"`` with no ``mcpu`` or the host's ``mcpu`` (and no foreign ``mtriple``)
        -> ``host``. Without ``mcpu`` TVM compiles for the generic ISA of the triple, but the
@@ -82,6 +84,10 @@ def _resolve_cuda(target: Mapping[str, Any], table: dict[str, Blueprint]) -> Blu
             f"no GPU blueprint has compute capability {cc} ({arch}); known: {', '.join(known)}; "
             "add the device to blueprints.json"
         )
+    l2 = target.get("l2_cache_size_bytes")
+    same_l2 = [b for b in cands if l2 is not None and int(b.fields["l2_cache_kb"]) * 1024 == int(l2)]
+    if len(same_l2) == 1:  # a local GPU reports its L2: it tells H100 (50 MB) from H200 (60 MB)
+        return same_l2[0]
     want = _fingerprint(target)
     if len(cands) > 1 and want:
         for bp in cands:

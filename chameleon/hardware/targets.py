@@ -100,7 +100,8 @@ def resolve_target(name: str) -> TargetSpec:
         return TargetSpec(key, tj, "cpu", False, "local-cpu", CPU_VARIANTS[key])
     if key == "cuda":
         tj = _cuda_target_json()
-        return TargetSpec(key, tj, "gpu", not local_cuda_available(), "cuda", f"NVIDIA GPU ({tj['arch']})")
+        desc = local_gpu_name() or "NVIDIA GPU (none here: compile-only, measured through a farm)"
+        return TargetSpec(key, tj, "gpu", not local_cuda_available(), "cuda", f"{desc} ({tj['arch']})")
     if key in JETSON_TAGS:
         tag, desc = JETSON_TAGS[key]
         import tvm
@@ -113,11 +114,35 @@ def resolve_target(name: str) -> TargetSpec:
 
 
 def _cuda_target_json() -> dict:
+    """The local GPU as TVM sees it, or a generic sm_80 when there is none (compile-only).
+
+    MetaSchedule's ``VerifyGPUCode`` postprocessor needs the block limits in the target; a bare
+    ``{"kind": "cuda", "arch": ...}`` lacks them, so they are read from the device.
+    """
     import tvm
 
-    arch = "sm_80"
-    if local_cuda_available():
-        major, minor = tvm.cuda(0).compute_version.split(".")
-        arch = f"sm_{major}{minor}"
     host = {"kind": "llvm", "num-cores": host_cores(), "mcpu": host_mcpu()}
-    return {"kind": "cuda", "arch": arch, "host": host}
+    if not local_cuda_available():
+        return {**json.loads(str(tvm.target.Target("nvidia/nvidia-a100"))), "tag": "", "host": host}
+    dev = tvm.cuda(0)
+    major, minor = dev.compute_version.split(".")
+    return {
+        "kind": "cuda",
+        "arch": f"sm_{major}{minor}",
+        "max_num_threads": int(dev.max_threads_per_block),
+        "max_threads_per_block": int(dev.max_threads_per_block),
+        "thread_warp_size": int(dev.warp_size),
+        "max_shared_memory_per_block": int(dev.max_shared_memory_per_block),
+        "registers_per_block": 65536,  # every compute capability from 3.0 to 12.x
+        "l2_cache_size_bytes": int(dev.l2_cache_size_bytes),
+        "host": host,
+    }
+
+
+def local_gpu_name() -> str | None:
+    """The local GPU's name as the driver reports it (``"NVIDIA H100 80GB HBM3"``), or None."""
+    if not local_cuda_available():
+        return None
+    import tvm
+
+    return str(tvm.cuda(0).device_name)

@@ -68,11 +68,10 @@ def replay(
     ``cuda_code="binary"`` embeds kernels compiled here with nvcc; ``"source"`` leaves CUDA source
     for the board to compile at load time (needed for sm_72 and older with CUDA 13).
     """
-    import torch
     import tvm
     from tvm import relax
 
-    from chameleon.hardware.targets import host_cores, host_mcpu
+    from chameleon.hardware.targets import host_cores, host_mcpu, local_cuda_available
     from chameleon.models.importer import load_network
     from chameleon.tvm_glue.cross import check_toolchain, export_library
     from chameleon.tvm_glue.pipeline import compile_tuned, tuned_functions
@@ -92,7 +91,12 @@ def replay(
     start = time.perf_counter()
     ex = compile_tuned(network.mod, target, database, prepack=prepack)
     compile_s = {"tuned": round(time.perf_counter() - start, 2)}
-    local = target.kind.name == "llvm" and run["target_json"].get("mcpu") in (None, host_mcpu(), "haswell")
+    cpu_local = target.kind.name == "llvm" and run["target_json"].get("mcpu") in (
+        None,
+        host_mcpu(),
+        "haswell",
+    )
+    gpu_local = target.kind.name == "cuda" and run["target"] == "cuda" and local_cuda_available()
     lib = Path(library_path or log_dir / "deploy" / f"{network.name}_{run['target']}.so")
     lib.parent.mkdir(parents=True, exist_ok=True)
     export_library(ex, lib, target, cuda=cuda_code)
@@ -105,34 +109,55 @@ def replay(
         untuned_tasks=untuned,
         compile_s=compile_s,
     )
-    if not measure or not local:
+    if not measure or not (cpu_local or gpu_local):
         if measure:
-            logger.info("target %s is not this host's CPU: exported only, not timed", run["target"])
+            logger.info("target %s is not on this machine: exported only, not timed", run["target"])
         return result
 
     threads = int(run["target_json"].get("num-cores", host_cores()))
     result.threads = threads
-    dev = tvm.cpu()
+    dev = tvm.cuda(0) if gpu_local else tvm.cpu()
     x = tvm.runtime.tensor(network.example_input, dev)
+
+    def timed(vm):  # GPU calls return before the kernels finish: wait for them inside the timing
+        return lambda: (vm["main"](x), dev.sync())
+
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib)), dev)
     out = _first_output(vm["main"](x))
-    result.tuned_ms = time_callable(lambda: vm["main"](x)) * 1e3
+    result.tuned_ms = time_callable(timed(vm)) * 1e3
 
     start = time.perf_counter()
     untuned_ex = compile_tuned(network.mod, target, None, prepack=False)
     result.compile_s["untuned"] = round(time.perf_counter() - start, 2)
     untuned_vm = relax.VirtualMachine(untuned_ex, dev)
-    result.untuned_ms = time_callable(lambda: untuned_vm["main"](x), min_total_s=0.5, repeats=3) * 1e3
+    result.untuned_ms = time_callable(timed(untuned_vm), min_total_s=0.5, repeats=3) * 1e3
 
     if network.torch_module is not None:
-        torch.set_num_threads(threads)
-        inp = torch.from_numpy(network.example_input)
-        with torch.inference_mode():
-            ref = network.torch_module(inp)
-            ref = ref[0] if isinstance(ref, tuple | list) else ref
-            result.torch_ms = time_callable(lambda: network.torch_module(inp)) * 1e3
-        result.max_abs_diff = float(np.max(np.abs(out - ref.numpy())))
+        result.torch_ms, ref = _time_torch(network, threads, gpu=gpu_local)
+        result.max_abs_diff = float(np.max(np.abs(out - ref)))
     return result
+
+
+def _time_torch(network, threads: int, *, gpu: bool) -> tuple[float, np.ndarray]:
+    """PyTorch eager on the same device: milliseconds per batch, and its output."""
+    import torch
+
+    torch.set_num_threads(threads)
+    device = "cuda" if gpu else "cpu"
+    module = network.torch_module.to(device)
+    inp = torch.from_numpy(network.example_input).to(device)
+
+    def call():
+        y = module(inp)
+        if gpu:
+            torch.cuda.synchronize()
+        return y
+
+    with torch.inference_mode():
+        ref = call()
+        ref = ref[0] if isinstance(ref, tuple | list) else ref
+        ms = time_callable(call) * 1e3
+    return ms, ref.cpu().numpy()
 
 
 def _first_output(value) -> np.ndarray:
