@@ -285,3 +285,30 @@ def test_collecting_runs_leaves_out_a_stopped_run(tmp_path: Path) -> None:
     assert [(c.strategy, c.latencies, c.search_s_per_round) for c in curves] == [
         ("chameleon", (3e-3, 2e-3, 1e-3, 1e-3), 2.0)
     ]
+
+
+def test_run_curve_stops_at_the_budget(tmp_path):
+    import json
+
+    from chameleon.bench.online import run_curve
+
+    lines = [
+        {
+            "task": "t",
+            "task_index": 0,
+            "trial": i,
+            "n": i,
+            "t": float(i),
+            "run": 1,
+            "latency_s": 1.0 / (i + 1),
+            "error": None,
+            "key": str(i),
+        }
+        for i in range(10)
+    ]
+    (tmp_path / "timeline.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "run.json").write_text(json.dumps({"runs": [{"breakdown_s": {"search": 4.0, "rounds": 2}}]}))
+    full = run_curve(tmp_path, strategy="s", task="t", seed=0)
+    cut = run_curve(tmp_path, strategy="s", task="t", seed=0, budget=4)
+    assert len(full.latencies) == 10 and full.latencies[:4] == cut.latencies
+    assert len(cut.times) == 4 and cut.search_s_per_round == 2.0

@@ -56,11 +56,13 @@ def list_tasks(model: str, target: str) -> list[tuple[str, float]]:
     return [(t.name, t.flop) for t in extract_tasks(net.mod, tgt, prepack=prepack_default(tgt))]
 
 
-def run_curve(log_dir: Path, *, strategy: str, task: str, seed: int) -> RunCurve:
-    measurements = [m for m in read_timeline(log_dir) if m.task == task]
+def run_curve(log_dir: Path, *, strategy: str, task: str, seed: int, budget: int | None = None) -> RunCurve:
+    """A run's best-latency curve from its timeline: its first ``budget`` measurements (all by
+    default), so that runs resumed to a larger budget compare at the budget asked for."""
+    measurements = [m for m in read_timeline(log_dir) if m.task == task][:budget]
     runs = read_run_file(log_dir)["runs"]
     search = sum(r.get("breakdown_s", {}).get("search", 0.0) for r in runs)
-    rounds = sum(r.get("breakdown_s", {}).get("rounds", 0) for r in runs) or 1
+    rounds = sum(r.get("breakdown_s", {}).get("rounds", 0) for r in runs)  # 0: the run never finished
     # A resumed run's clock restarts; make times monotonic across its parts.
     times, offset, last_run, last_t = [], 0.0, None, 0.0
     for m in measurements:
@@ -74,7 +76,7 @@ def run_curve(log_dir: Path, *, strategy: str, task: str, seed: int) -> RunCurve
         seed=seed,
         latencies=tuple(m.latency_s for m in measurements),
         times=tuple(times),
-        search_s_per_round=search / rounds,
+        search_s_per_round=search / rounds if rounds else None,
     )
 
 
@@ -107,7 +109,7 @@ def run_online(
                 log_dir = out_dir / _slug(task) / f"{label}-s{seed}"
                 if not measure:
                     if (log_dir / "timeline.jsonl").exists():
-                        curve = run_curve(log_dir, strategy=label, task=task, seed=seed)
+                        curve = run_curve(log_dir, strategy=label, task=task, seed=seed, budget=trials)
                         if len(curve.latencies) >= trials:
                             curves.append(curve)
                         else:  # a run that was stopped: it would skew the medians
@@ -128,7 +130,7 @@ def run_online(
                         warm_start=warm,
                     )
                 )
-                curve = run_curve(log_dir, strategy=label, task=task, seed=seed)
+                curve = run_curve(log_dir, strategy=label, task=task, seed=seed, budget=trials)
                 curves.append(curve)
                 if on_run:
                     on_run(curve)

@@ -18,10 +18,13 @@ RUN_FILE = "run.json"
 def versions() -> dict[str, str]:
     out = {}
     for pkg in ("chameleon", "apache-tvm", "apache-tvm-ffi", "torch", "xgboost", "scikit-learn", "numpy"):
-        try:
-            out[pkg] = importlib_metadata.version(pkg)
-        except importlib_metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
+        out[pkg] = "not installed"
+        for dist in (pkg, f"{pkg}-cpu"):  # xgboost also ships as xgboost-cpu (same module, no CUDA)
+            try:
+                out[pkg] = importlib_metadata.version(dist)
+                break
+            except importlib_metadata.PackageNotFoundError:
+                continue
     commit = source_commit()
     if commit:
         out["chameleon-commit"] = commit

@@ -23,6 +23,7 @@ from chameleon.logs import metadata
 from chameleon.logs.database import open_database
 from chameleon.logs.timeline import TIMELINE_FILE, Measurement, TimelineRecorder
 from chameleon.search import registry
+from chameleon.tuning.interrupt import StopGuard, stop_on_signals
 from chameleon.tuning.measure import MeasureConfig, make_builder, make_runner
 from chameleon.tvm_glue.ms_logging import ms_logger_setup
 
@@ -188,46 +189,57 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
     interrupted = False
     recorder = None
     profiler = None
-    try:
-        if remaining > 0:
-            with ms_logger_setup():
-                contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                    [t.extracted for t in tasks],
-                    work_dir=str(log_dir),
-                    strategy=setup.strategy,
-                    # A resumed run must not replay the first run's random draws.
-                    seed=config.seed + 7919 * (run_info["run"] - 1),
+    with stop_on_signals() as stop:
+        try:
+            if remaining > 0:
+                with ms_logger_setup():
+                    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                        [t.extracted for t in tasks],
+                        work_dir=str(log_dir),
+                        strategy=setup.strategy,
+                        # A resumed run must not replay the first run's random draws.
+                        seed=config.seed + 7919 * (run_info["run"] - 1),
+                    )
+                start = time.perf_counter()
+                recorder = TimelineRecorder(
+                    path=log_dir / TIMELINE_FILE,
+                    task_names=[t.name for t in tasks],
+                    run=run_info["run"],
+                    on_measure=observer.on_measure,
                 )
-            start = time.perf_counter()
-            recorder = TimelineRecorder(
-                path=log_dir / TIMELINE_FILE,
-                task_names=[t.name for t in tasks],
-                run=run_info["run"],
-                on_measure=observer.on_measure,
-            )
-            callbacks = [*ms.measure_callback.MeasureCallback.create("default"), recorder]
-            with ms.Profiler() as profiler:
-                ms.tune_tasks(
-                    tasks=contexts,
-                    task_weights=[float(w) for w in weights],
-                    work_dir=str(log_dir),
-                    max_trials_global=remaining,
-                    max_trials_per_task=config.trials_per_task or remaining,
-                    num_trials_per_iter=config.trials_per_round,
-                    builder=builder,
-                    runner=runner,
-                    database=database,
-                    cost_model=setup.cost_model,
-                    measure_callbacks=callbacks,
-                )
-        else:
-            logger.info("log already holds %d trials for these tasks: nothing to do", already)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        builder.shutdown()
-        if hasattr(runner, "shutdown"):
-            runner.shutdown()
+                callbacks = [
+                    StopGuard(stop, keep=recorder.apply),  # first: after Ctrl-C, keeps only real results
+                    *ms.measure_callback.MeasureCallback.create("default"),
+                    recorder,
+                ]
+                with ms.Profiler() as profiler:
+                    ms.tune_tasks(
+                        tasks=contexts,
+                        task_weights=[float(w) for w in weights],
+                        work_dir=str(log_dir),
+                        max_trials_global=remaining,
+                        max_trials_per_task=config.trials_per_task or remaining,
+                        num_trials_per_iter=config.trials_per_round,
+                        builder=builder,
+                        runner=runner,
+                        database=database,
+                        cost_model=setup.cost_model,
+                        measure_callbacks=callbacks,
+                    )
+            else:
+                logger.info("log already holds %d trials for these tasks: nothing to do", already)
+        except KeyboardInterrupt:
+            interrupted = True
+        except Exception:
+            # An interrupt raised inside a callback from C++ comes back as an FFI error.
+            if not stop:
+                raise
+            interrupted = True
+        finally:
+            builder.shutdown()
+            if hasattr(runner, "shutdown"):
+                runner.shutdown()
+        interrupted = interrupted or bool(stop)
     wall = time.perf_counter() - start
     new = recorder.count if recorder else 0
     breakdown = time_breakdown(profiler.get() if profiler else {}, wall)

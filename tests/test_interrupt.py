@@ -1,0 +1,77 @@
+"""Ctrl-C during tuning: the run stops after the round in flight and keeps only real results.
+
+A terminal's Ctrl-C signals the whole process group, build workers included; the test does the
+same with ``killpg``. Before the fix, such a signal could be swallowed inside a callback from C++
+and tuning went on, logging the killed workers' candidates as failures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chameleon.tuning.interrupt import StopRequested, stop_on_signals
+
+
+def test_first_signal_sets_the_flag_and_interrupts_once():
+    with stop_on_signals() as stop:
+        assert not stop
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        assert stop and stop.signals == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_signal_stays_ignored():
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_on_signals() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            assert not stop
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def test_flag_is_false_until_a_signal():
+    assert not StopRequested()
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_stops_tuning_and_logs_no_killed_workers(tmp_path: Path):
+    from tests.conftest import TINY_TASK
+
+    log_dir = tmp_path / "log"
+    cmd = [sys.executable, "-m", "chameleon", "tune", "--model", "tiny_cnn", "--target", "llvm",
+           "--trials", "400", "--trials-per-round", "8", "--strategy", "random",
+           "--task", TINY_TASK, "--log-dir", str(log_dir)]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    timeline = log_dir / "timeline.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if timeline.exists() and timeline.read_text().count("\n") >= 8:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()[0][-2000:]
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("tuning went on after Ctrl-C")
+    assert proc.returncode != 0 and "interrupted" in out, out[-2000:]
+    lines = [json.loads(x) for x in timeline.read_text().splitlines()]
+    assert 8 <= len(lines) < 400
+    assert not [x for x in lines if x["error"] and "terminated" in x["error"].lower()]
+    run = json.loads((log_dir / "run.json").read_text())["runs"][-1]
+    assert run["status"] == "interrupted"
