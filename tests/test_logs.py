@@ -422,6 +422,10 @@ def test_mean_latency_of_non_finite_repeats_is_none(values: list[float], bad: fl
     assert mean_latency([*values, bad]) is None
 
 
+def test_mean_latency_of_metaschedules_failure_time_is_none() -> None:
+    assert mean_latency([1e10]) is None and mean_latency([1e10, 1e10, 1e10]) is None
+
+
 def test_mean_latency_of_nothing_or_zero_is_none() -> None:
     assert mean_latency([]) is None
     assert mean_latency(None) is None

@@ -45,12 +45,17 @@ class Measurement:
         return self.latency_s is not None
 
 
+FAILED_RUN_S = 1e9
+"""MetaSchedule stores a failed measurement as run_secs of 1e10 s: anything from here up is one."""
+
+
 def mean_latency(run_secs) -> float | None:
+    """Mean of a record's run times in seconds; None for no time, a failure or a non-finite time."""
     if not run_secs:
         return None
     vals = [float(x) for x in run_secs]
     value = sum(vals) / len(vals)
-    return value if math.isfinite(value) and value > 0 else None
+    return value if math.isfinite(value) and 0 < value < FAILED_RUN_S else None
 
 
 def _first_line(msg: str | None) -> str | None:

@@ -187,7 +187,7 @@ class ChameleonSearch(PySearchStrategy):
             config = self.space.decode_trace_fast(rec.trace)
             if config is not None:
                 lat = mean_latency(rec.run_secs)
-                self.measured[config] = lat if lat is not None and lat < 1e9 else math.inf
+                self.measured[config] = math.inf if lat is None else lat
         logger.info("%s: %d configurations from the log", self.context.task_name, len(self.measured))
 
     # ---------------------------------------------------------------- one round

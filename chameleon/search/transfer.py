@@ -45,7 +45,7 @@ def warm_start_records(
                 continue
             lat = mean_latency(rec[1])
             configs.append(config)
-            lats.append(lat if lat is not None and lat < 1e9 else math.inf)
+            lats.append(math.inf if lat is None else lat)
         if not configs:
             continue
         X = space.features(configs)

@@ -145,7 +145,7 @@ def load_dataset(path: str | Path) -> Dataset:
             data = tasks[info["name"]] = TaskData(info["name"], wl, int(info["weight"]), float(info["flop"]))
         key = trace_key(rec.trace)
         lat = mean_latency(rec.run_secs)
-        lat = FAILED if lat is None or lat >= 1e9 else lat  # MetaSchedule stores 1e10 for failures
+        lat = FAILED if lat is None else lat
         data.latency[key] = min(lat, data.latency.get(key, FAILED))
         data.traces.setdefault(key, rec.trace)
     if not tasks:
