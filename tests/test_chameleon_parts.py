@@ -228,7 +228,12 @@ def dense_search():
     )
     search.rng = np.random.default_rng(0)
     search.invalid, search.measured, search.rejected = set(), {}, 0
-    search.prior = None
+    search.context, search.prior, search.embedding = ctx, None, np.zeros(0, dtype=np.float32)
+    kmax = max(search.space.num_knobs_max, 1)
+    search.n_options = np.ones((len(search.space.sketches), kmax), dtype=np.int64)
+    for s in range(len(search.space.sketches)):
+        counts = search.space.option_counts(s)
+        search.n_options[s, : len(counts)] = counts
     return search
 
 
@@ -283,3 +288,26 @@ def test_random_configs_come_from_the_sampler_and_the_prior_picks_among_them(den
         .score(*search.space.as_arrays(plain))
         .mean()
     )
+
+
+@pytest.mark.parametrize("spent", [0.0, 0.5, 1.0])
+def test_exploit_share_measures_the_top_of_the_plan_late_in_the_budget(dense_search, spent):
+    """With ``exploit_share=1`` the greedy part grows with the budget spent: none in the first
+    round, half at mid-budget, the whole round at the end; the rest are distinct cluster picks."""
+    import dataclasses
+
+    search, rng = dense_search, np.random.default_rng(3)
+    configs = list(dict.fromkeys(c for c in (search.space.sample_config(rng) for _ in range(200)) if c))
+    configs = [c for c in configs if search._materialize(c, {}) is not None][:48]
+    plan_ids, plan_idx = search.space.as_arrays(configs)
+    scores = np.linspace(1.0, 0.0, len(configs))  # the plan is ranked: first = best predicted
+    old = search.config
+    search.config = dataclasses.replace(old, exploit_share=1.0)
+    search.max_trials, search.sent, search._schedules = 64, int(64 * spent), {}
+    try:
+        chosen = [c for c, _ in search._choose(plan_ids, plan_idx, scores, 8)]
+    finally:
+        search.config = old
+    greedy = int(round(8 * spent))
+    assert len(chosen) == 8 and len(set(chosen)) == 8
+    assert chosen[:greedy] == configs[:greedy]

@@ -63,6 +63,10 @@ class ChameleonConfig:
     ``best`` keeps the paper's one-measurement-per-cluster diversity and adds exploitation: on the
     simulated ResNet-18 tasks it reached lower latency than ``centroid`` at the same budget
     (experiments/results/offline-representative.md)."""
+    exploit_share: float = 0.0
+    """Share of a round's measurements given to the top of the plan (pure exploitation) before
+    adaptive sampling picks the rest; it grows linearly with the budget spent, from 0 in the first
+    round to this value in the last. 0: every measurement is a cluster representative."""
     best_starts: int = 32
     """Episodes start from up to this many best measured configurations (rest: random)."""
     random_first_round: int = 16
@@ -80,6 +84,8 @@ class ChameleonConfig:
     model: KnobModelConfig = field(default_factory=KnobModelConfig)
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.exploit_share <= 1.0:
+            raise UsageError(f"exploit_share must be in [0, 1], not {self.exploit_share}")
         if self.representative not in ("centroid", "best"):
             raise UsageError(f"representative must be 'centroid' or 'best', not {self.representative!r}")
 
@@ -327,6 +333,12 @@ class ChameleonSearch(PySearchStrategy):
             exploration.configs, exploration.sketch_ids, exploration.rewards
         )
         plan_ids, plan_idx, scores = self._rerank(plan_ids, plan_idx, scores)
+        return self._choose(plan_ids, plan_idx, scores, budget)
+
+    def _choose(self, plan_ids, plan_idx, scores, budget: int) -> list[tuple[Config, object]]:
+        """The round's measurements from the ranked plan: its top share (``exploit_share``),
+        then one representative per cluster of the plan."""
+        self._schedules = getattr(self, "_schedules", {})
         if len(plan_ids) == 0:
             return []
         if (
@@ -335,7 +347,14 @@ class ChameleonSearch(PySearchStrategy):
             and len(plan_ids) < self.config.k_step
         ):
             return self._take_top(plan_ids, plan_idx, budget)
-        return self._sample_adaptively(plan_ids, plan_idx, scores, budget)
+        greedy = self._take_top(plan_ids, plan_idx, self._exploit_count(budget))
+        taken = {c for c, _ in greedy}
+        return greedy + self._sample_adaptively(plan_ids, plan_idx, scores, budget - len(greedy), taken)
+
+    def _exploit_count(self, budget: int) -> int:
+        """Measurements of this round that go to the plan's top (see ``exploit_share``)."""
+        spent = self.sent / max(self.max_trials, 1)
+        return min(budget, int(round(budget * self.config.exploit_share * spent)))
 
     def _plan(self, configs: np.ndarray, sketch_ids: np.ndarray, rewards: np.ndarray):
         """Unique visited configurations not yet measured, best predicted first: the shortlist."""
@@ -391,7 +410,11 @@ class ChameleonSearch(PySearchStrategy):
         configs = (self._config(sid, row) for sid, row in zip(plan_ids, plan_idx, strict=True))
         return self._first_valid(configs, budget, cache=self._schedules)
 
-    def _sample_adaptively(self, plan_ids, plan_idx, scores, budget) -> list[tuple[Config, object]]:
+    def _sample_adaptively(
+        self, plan_ids, plan_idx, scores, budget, taken: set[Config] = frozenset()
+    ) -> list[tuple[Config, object]]:
+        if budget <= 0:
+            return []
         X = self._features_from_arrays(plan_ids, plan_idx)
         k, kmeans = choose_k(
             X,
@@ -400,7 +423,7 @@ class ChameleonSearch(PySearchStrategy):
             threshold=self.config.k_threshold,
             seed=int(self.rng.integers(2**31)),
         )
-        chosen, keys, cache = [], set(), self._schedules
+        chosen, keys, cache = [], set(taken), self._schedules
         for members in members_by_distance(X, kmeans):
             if len(chosen) >= budget:
                 break
