@@ -4,15 +4,17 @@
 # Expects the TVM, tvm-ffi, xgboost-cpu and tornado files unpacked from .gpu1/ and .gpu2/ (see
 # README "GPU"), or an environment where `import tvm` works. Writes everything under $OUT:
 #   1. the device as TVM sees it, and the blueprint it resolves to;
-#   2. the quick online benchmark on the local GPU (chameleon, chameleon-no-bp, evolutionary);
-#   3. `chameleon tune` of ResNet-18 for a fixed time, then `chameleon replay` (tuned vs untuned
-#      vs PyTorch eager on the same GPU).
-# Each step has its own time limit (SIGINT, so tuning logs keep every record).
+#   2. `chameleon tune` of ResNet-18 for a fixed time, then `chameleon replay` (tuned vs untuned
+#      vs PyTorch eager on the same GPU);
+#   3. the quick online benchmark on the local GPU (chameleon, evolutionary, chameleon-no-bp),
+#      for what time is left (on an H200 one 64-measurement chameleon run took ~190 s).
+# Each step has its own time limit (SIGINT: the run stops after the round in flight and keeps
+# its records). The defaults fit one 10-minute call.
 set -u
 OUT=${OUT:-/tmp/gpu-check}
-BENCH_S=${BENCH_S:-330}
-TUNE_S=${TUNE_S:-110}
-REPLAY_S=${REPLAY_S:-100}
+TUNE_S=${TUNE_S:-150}
+REPLAY_S=${REPLAY_S:-150}
+BENCH_S=${BENCH_S:-220}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/log.txt") 2>&1
 
@@ -47,13 +49,6 @@ print("target:", spec.target_json)
 print("blueprint:", blueprint_for_target(spec.target_json).name)
 EOF
 
-echo "== benchmark (quick preset on this GPU, ${BENCH_S}s at most)"
-timeout -s INT "$BENCH_S" python3 -m experiments.bench --preset quick --target cuda \
-  --strategy chameleon --strategy chameleon-no-bp --strategy evolutionary --out online-cuda
-echo "benchmark exit $?"
-cp experiments/results/online-cuda.* "$OUT"/ 2>/dev/null
-tar -czf "$OUT/runs-cuda.tar.gz" -C experiments/results/runs online-cuda 2>/dev/null
-
 echo "== tune ResNet-18 on this GPU (${TUNE_S}s), then replay"
 timeout -s INT "$TUNE_S" python3 -m chameleon tune --model resnet18 --target cuda --trials 400 \
   --log-dir tuning_logs/resnet18/cuda
@@ -62,4 +57,11 @@ timeout -s INT "$REPLAY_S" python3 -m chameleon replay tuning_logs/resnet18/cuda
 echo "replay exit $?"
 cat "$OUT/replay.json"
 tar -czf "$OUT/log-cuda.tar.gz" -C tuning_logs/resnet18 cuda
+echo "== benchmark (quick preset on this GPU, ${BENCH_S}s at most)"
+timeout -s INT "$BENCH_S" python3 -m experiments.bench --preset quick --target cuda \
+  --strategy chameleon --strategy evolutionary --strategy chameleon-no-bp --out online-cuda
+echo "benchmark exit $?"
+cp experiments/results/online-cuda.* "$OUT"/ 2>/dev/null
+tar -czf "$OUT/runs-cuda.tar.gz" -C experiments/results/runs online-cuda 2>/dev/null
+
 ls -la "$OUT"
