@@ -20,7 +20,21 @@ import pytest
 from chameleon.tuning.interrupt import StopRequested, stop_on_signals
 
 
-def test_first_signal_sets_the_flag_and_interrupts_once():
+@pytest.fixture
+def sigint_as_in_a_terminal():
+    """SIGINT handled as Python does by default. A test run started in the background of a
+    shell (``make test &``, some CI runners) inherits SIGINT ignored, which the code respects."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def _terminal_signals() -> None:
+    """In a child before exec: SIGINT back to its default, so Python handles it (see above)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_first_signal_sets_the_flag_and_interrupts_once(sigint_as_in_a_terminal):
     with stop_on_signals() as stop:
         assert not stop
         with pytest.raises(KeyboardInterrupt):
@@ -54,7 +68,12 @@ def test_ctrl_c_to_the_process_group_stops_tuning_and_logs_no_killed_workers(tmp
            "--trials", "400", "--trials-per-round", "8", "--strategy", "random",
            "--task", TINY_TASK, "--log-dir", str(log_dir)]  # fmt: skip
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_terminal_signals,
     )
     timeline = log_dir / "timeline.jsonl"
     deadline = time.monotonic() + 300

@@ -92,6 +92,16 @@ class PersistentBuilder(PyBuilder):
         return results
 
     def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        # PopenPoolExecutor.shutdown() raises (AttributeError on a None process) and leaves its
+        # lock held when a worker dies while being killed, which Ctrl-C makes likely: it signals
+        # the workers too. Kill each worker on its own, then stop the thread pool.
+        for worker in list(pool._worker_map.values()):
+            try:
+                worker.kill()
+            except Exception as exc:  # noqa: BLE001 - a dead worker has nothing left to kill
+                logger.debug("build worker already gone: %s", exc)
+        pool._threadpool.shutdown(wait=False)
+        pool._shutdown = True
