@@ -8,7 +8,8 @@ whole process group, so build and run workers die mid-round and their candidates
 failures ("Subprocess terminated") that were never the schedules' fault. Seen on an H200: a
 benchmark under ``timeout -s INT`` tuned on for minutes after the signal.
 
-So the first signal only sets a flag (and raises once, to leave Python code early); the
+So the first signal only sets a flag (raising there, inside a callback from C++, once crashed the
+process with a segfault in CI); the
 :class:`StopGuard` measure callback, first in the chain, sees the flag at the end of the round in
 flight, commits that round's successful measurements itself, drops its failures, and stops the
 task scheduler. A second signal interrupts at once.
@@ -45,7 +46,8 @@ def stop_on_signals() -> Iterator[StopRequested]:
 
     def handler(signum, frame):  # noqa: ARG001 - signal handler signature
         flag.signals += 1
-        raise KeyboardInterrupt
+        if flag.signals > 1:  # the second signal: stop now
+            raise KeyboardInterrupt
 
     # A signal the process was started ignoring stays ignored: a background job of a shell
     # (``nohup chameleon tune &``) must not stop on the terminal's Ctrl-C.
