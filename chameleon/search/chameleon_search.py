@@ -338,7 +338,6 @@ class ChameleonSearch(PySearchStrategy):
     def _choose(self, plan_ids, plan_idx, scores, budget: int) -> list[tuple[Config, object]]:
         """The round's measurements from the ranked plan: its top share (``exploit_share``),
         then one representative per cluster of the plan."""
-        self._schedules = getattr(self, "_schedules", {})
         if len(plan_ids) == 0:
             return []
         if (
@@ -411,7 +410,7 @@ class ChameleonSearch(PySearchStrategy):
         return self._first_valid(configs, budget, cache=self._schedules)
 
     def _sample_adaptively(
-        self, plan_ids, plan_idx, scores, budget, taken: set[Config] = frozenset()
+        self, plan_ids, plan_idx, scores, budget, taken: set[Config]
     ) -> list[tuple[Config, object]]:
         if budget <= 0:
             return []

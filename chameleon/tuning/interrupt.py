@@ -9,10 +9,9 @@ failures ("Subprocess terminated") that were never the schedules' fault. Seen on
 benchmark under ``timeout -s INT`` tuned on for minutes after the signal.
 
 So the first signal only sets a flag (raising there, inside a callback from C++, once crashed the
-process with a segfault in CI); the
-:class:`StopGuard` measure callback, first in the chain, sees the flag at the end of the round in
-flight, commits that round's successful measurements itself, drops its failures, and stops the
-task scheduler. A second signal interrupts at once.
+process with a segfault in CI); the :class:`StopGuard` measure callback, first in the chain, sees
+the flag at the end of the round in flight, commits that round's successful measurements itself,
+drops its failures, and stops the task scheduler. A second signal interrupts at once.
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ from collections.abc import Callable, Iterator
 
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import AddToDatabase, PyMeasureCallback
+
+from chameleon.logs.timeline import mean_latency
 
 
 class StopRequested:
@@ -83,7 +84,7 @@ class StopGuard(PyMeasureCallback):
         ok = [
             (c, b, r)
             for c, b, r in zip(measure_candidates, builder_results, runner_results, strict=False)
-            if b.error_msg is None and r.error_msg is None and r.run_secs
+            if b.error_msg is None and r.error_msg is None and mean_latency(r.run_secs) is not None
         ]
         if ok:
             cands, builds, runs = (list(x) for x in zip(*ok, strict=True))

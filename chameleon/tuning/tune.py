@@ -228,13 +228,12 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
                     )
             else:
                 logger.info("log already holds %d trials for these tasks: nothing to do", already)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second signal, or one outside the main thread's handler
             interrupted = True
         except Exception:
-            # An interrupt raised inside a callback from C++ comes back as an FFI error.
+            # StopGuard's StopTuning, raised inside a callback from C++, comes back as an FFI error.
             if not stop:
                 raise
-            interrupted = True
         finally:
             builder.shutdown()
             if hasattr(runner, "shutdown"):
