@@ -63,11 +63,6 @@ def test_flag_is_false_until_a_signal():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="once segfaulted in CI when the first signal still raised KeyboardInterrupt inside a "
-    "callback from C++; kept non-strict until CI has run the flag-only handler",
-)
 def test_ctrl_c_to_the_process_group_stops_tuning_and_logs_no_killed_workers(tmp_path: Path):
     from tests.conftest import TINY_TASK
 

@@ -234,11 +234,6 @@ def test_local_target_gets_a_local_runner(monkeypatch) -> None:
 
 
 # --------------------------------------------------------------------------- conformance (simulated)
-NON_REPRODUCIBLE: set[str] = set()
-"""Strategies whose simulated runs may differ between two calls with the same seed (none since the
-simulator searches on one thread and seeds numpy's global RNG, which TVM's XGBoost model uses)."""
-
-
 class FakeSurrogate:
     """Answers misses with a deterministic, candidate-dependent positive latency."""
 
@@ -265,7 +260,7 @@ def simulator(tiny_log: Path):
 
     Every third measurement fails (alternately a timeout and a NaN time). ``reproducible`` runs
     MetaSchedule's search on one thread and seeds numpy's global RNG first, which makes the runs of
-    MetaSchedule's own strategies repeatable (see ``NON_REPRODUCIBLE``).
+    MetaSchedule's own strategies repeatable.
     """
     dataset = load_dataset(tiny_log)
     (task,) = dataset.tasks.values()
@@ -335,11 +330,7 @@ def _sequence(measurements: list[Measurement]) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_same_seed_gives_the_same_proposals(runs: Runs, request) -> None:
-    if runs.first_sim.strategy in NON_REPRODUCIBLE:
-        request.applymarker(
-            pytest.mark.xfail(reason="library bug: simulate() is not reproducible for this strategy")
-        )
+def test_same_seed_gives_the_same_proposals(runs: Runs) -> None:
     first, second = runs.plain
     assert _sequence(first) == _sequence(second)
 
