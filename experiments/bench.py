@@ -52,6 +52,14 @@ def main() -> None:
         "--runs", help="run directory under experiments/results/runs (default: --out, else the preset)"
     )
     parser.add_argument("--baseline", default="evolutionary", help="the strategy ratios are taken against")
+    parser.add_argument(
+        "--confirm",
+        type=int,
+        default=0,
+        metavar="R",
+        help="re-measure each run's best configuration R times, interleaved per task, and report the "
+        "confirmed final latency (local CPU targets only)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
@@ -65,6 +73,7 @@ def main() -> None:
     print(
         f"benchmark {stem}: {len(tasks)} tasks x {len(strategies)} strategies x {len(seeds)} seeds, {trials} trials"
     )
+    runs_dir = RESULTS / "runs" / (args.runs or args.out or args.preset)
     curves = run_online(
         model=args.model,
         target=args.target,
@@ -72,7 +81,7 @@ def main() -> None:
         strategies=strategies,
         seeds=seeds,
         trials=trials,
-        out_dir=RESULTS / "runs" / (args.runs or args.out or args.preset),
+        out_dir=runs_dir,
         measure=not args.no_run,
         warm_start=tuple(args.warm_start),
         on_run=lambda c: print(
@@ -94,6 +103,22 @@ def main() -> None:
         baseline=args.baseline,
         title=f"Online benchmark ({args.model} on {args.target}, {trials} measurements per task)",
     )
+    if args.confirm:
+        from chameleon.bench.online import run_dir
+        from chameleon.bench.remeasure import confirm_bests, write_confirmed
+
+        confirmed = confirm_bests(
+            [(run_dir(runs_dir, c.task, c.strategy, c.seed), c) for c in curves],
+            budget=trials,
+            rounds=args.confirm,
+            target=args.target,
+        )
+        section = write_confirmed(
+            confirmed, path_stem=RESULTS / stem, baseline=args.baseline, rounds=args.confirm
+        )
+        with open(RESULTS / f"{stem}.md", "a") as f:
+            f.write(section)
+        text += section
     print(text)
 
 

@@ -26,6 +26,9 @@ def main() -> None:
     from chameleon.logs.metadata import read_run_file
     from chameleon.logs.timeline import mean_latency
     from chameleon.space.space import KnobSpace
+    from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
+
+    import_tensor_intrinsics()
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", default="full", help="run directory under experiments/results/runs")

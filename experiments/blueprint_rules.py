@@ -27,7 +27,9 @@ def prior_spearman(dataset, task, blueprint) -> tuple[float, int]:
 
     from chameleon.hardware.priors import BlueprintPrior
     from chameleon.space.space import KnobSpace
+    from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
 
+    import_tensor_intrinsics()
     ctx = ms.TuneContext(
         mod=task.workload, target=dataset.target(), space_generator="post-order-apply", num_threads=1
     ).clone()

@@ -19,6 +19,14 @@ TINY_ROUND = 4
 TINY_TASK = "conv2d1"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_tensor_intrinsics() -> None:
+    """Tests create TuneContexts directly; the first would import TVM's tensor intrinsics the slow way."""
+    from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
+
+    import_tensor_intrinsics()
+
+
 def _tiny_config(log_dir: Path, *, trials: int = TINY_TRIALS):
     from chameleon.tuning.tune import TuneConfig
 

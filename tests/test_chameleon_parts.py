@@ -158,24 +158,30 @@ of experiments/datasets/resnet18-llvm.tar.gz)."""
 def test_warm_start_model_beats_cold_on_held_out_records():
     """Trained first on half of the records of a log committed under tests/, the model ranks the
     other half well; a cold model (nothing to learn from) predicts a constant."""
+    import json
+
+    import tvm
     from scipy.stats import spearmanr
     from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.database import Workload
 
+    from chameleon.logs.database import WORKLOAD_FILE
+    from chameleon.logs.metadata import read_run_file
     from chameleon.search.transfer import warm_start_records
-    from chameleon.simulate.dataset import load_dataset
+    from chameleon.simulate.dataset import log_directory
     from chameleon.space.space import KnobSpace
 
-    dataset = load_dataset(DENSE_LOG)
-    task = dataset.task("matmul")
-    ctx = ms.TuneContext(
-        mod=task.workload, target=dataset.target(), space_generator="post-order-apply", task_name=task.name
-    )
+    log_dir = log_directory(DENSE_LOG)  # not load_dataset: it replays all 1010 traces (~30 s)
+    (line,) = (log_dir / WORKLOAD_FILE).read_text().splitlines()
+    workload = Workload.from_json(json.loads(line)).mod
+    target = tvm.target.Target(read_run_file(log_dir)["target_json"])
+    ctx = ms.TuneContext(mod=workload, target=target, space_generator="post-order-apply", task_name="dense")
     space = KnobSpace.from_design_spaces(
-        mod=task.workload,
+        mod=workload,
         design_spaces=ctx.generate_design_space(),
         postprocs=list(ctx.space_generator.postprocs),
     )
-    X, y = warm_start_records(space, task.workload, (str(dataset.path),), with_embedding=True)
+    X, y = warm_start_records(space, workload, (str(log_dir),), with_embedding=True)
     assert len(y) >= 500 and X.shape[0] == len(y)
     order = np.random.default_rng(0).permutation(len(y))
     train, test = order[: len(y) // 2], order[len(y) // 2 :]
@@ -227,7 +233,7 @@ def dense_search():
         mod=ctx.mod, design_spaces=ctx.generate_design_space(), postprocs=ctx.space_generator.postprocs
     )
     search.rng = np.random.default_rng(0)
-    search.invalid, search.measured, search.rejected = set(), {}, 0
+    search.invalid, search.measured, search.rejected, search.checks_validity = set(), {}, 0, True
     search.context, search.prior, search.embedding = ctx, None, np.zeros(0, dtype=np.float32)
     kmax = max(search.space.num_knobs_max, 1)
     search.n_options = np.ones((len(search.space.sketches), kmax), dtype=np.int64)

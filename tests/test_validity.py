@@ -207,3 +207,28 @@ def test_agrees_with_verify_gpu_code_on_metaschedule_samples(orin):
             accepted += 1
             assert not any(v.hard for v in check(sch.mod, orin))
     assert accepted > 0
+
+
+def test_gpu_check_is_skipped_only_where_verify_gpu_code_enforces_the_device_limits(orin):
+    """The test above is why: with target limits within the blueprint's, VerifyGPUCode already
+    rejects whatever breaks a hard rule. A target that claims more than the device keeps the check."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from chameleon.hardware.validity import enforced_by_target
+
+    cuda = ms.postproc.Postproc.create("cuda")
+    orin_tag = tvm.target.Target("nvidia/jetson-orin-nano")
+    assert enforced_by_target(orin_tag, cuda, orin)
+    assert not enforced_by_target(orin_tag, [p for p in cuda if type(p).__name__ != "VerifyGPUCode"], orin)
+    generous = tvm.target.Target(
+        {
+            "kind": "cuda",
+            "arch": "sm_87",
+            "max_threads_per_block": 1024,
+            "max_shared_memory_per_block": 101376,
+        }
+    )
+    assert not enforced_by_target(generous, cuda, orin)
+    assert not enforced_by_target(
+        tvm.target.Target("llvm"), ms.postproc.Postproc.create("llvm"), get_blueprint("host")
+    )

@@ -106,7 +106,7 @@ def run_online(
     for seed in seeds:
         for task in tasks:
             for label, strategy, warm in variants:
-                log_dir = out_dir / _slug(task) / f"{label}-s{seed}"
+                log_dir = run_dir(out_dir, task, label, seed)
                 if not measure:
                     if (log_dir / "timeline.jsonl").exists():
                         curve = run_curve(log_dir, strategy=label, task=task, seed=seed, budget=trials)
@@ -135,6 +135,11 @@ def run_online(
                 if on_run:
                     on_run(curve)
     return curves
+
+
+def run_dir(out_dir: Path, task: str, label: str, seed: int) -> Path:
+    """The log directory of one benchmark run."""
+    return out_dir / _slug(task) / f"{label}-s{seed}"
 
 
 def _slug(task: str) -> str:

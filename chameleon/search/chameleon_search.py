@@ -143,12 +143,17 @@ class ChameleonSearch(PySearchStrategy):
         self.prior = None
         self.embedding = np.zeros(0, dtype=np.float32)
         self.rejected = 0
+        self.checks_validity = False
         if self.blueprint is not None:
             from chameleon.hardware.blueprints import embedding
             from chameleon.hardware.priors import BlueprintPrior
+            from chameleon.hardware.validity import enforced_by_target
 
             self.prior = BlueprintPrior(space=self.space, blueprint=self.blueprint)
             self.embedding = embedding(self.blueprint).astype(np.float32)
+            self.checks_validity = self.config.strict_validity or not enforced_by_target(
+                self.context.target, self.postprocs, self.blueprint
+            )
         self._load_database(database)
         if self.warm_start:
             from chameleon.search.transfer import warm_start_records
@@ -263,7 +268,7 @@ class ChameleonSearch(PySearchStrategy):
         sch = None
         if config not in self.invalid:
             sch = self.space.materialize(config, seed=int(self.rng.integers(1, 2**30)))
-            if sch is not None and self.blueprint is not None and self._rejected_by_blueprint(sch):
+            if sch is not None and self.checks_validity and self._rejected_by_blueprint(sch):
                 self.rejected += 1
                 sch = None
         if sch is None:

@@ -14,6 +14,7 @@ from chameleon.search import registry
 from chameleon.simulate.dataset import Dataset, TaskData
 from chameleon.simulate.device import SimulatedBuilder, SimulatedDevice, SimulatedRunner, SimulatedSearch
 from chameleon.simulate.surrogate import Surrogate, SurrogateQuality, program_features
+from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
 from chameleon.tvm_glue.ms_logging import ms_logger_setup
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def fit_surrogate(dataset: Dataset, task: TaskData, *, seed: int = 0) -> tuple[S
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
     from tvm.s_tir.schedule import Schedule
 
+    import_tensor_intrinsics()
     context = ms.TuneContext(mod=task.workload, target=dataset.target(), task_name=task.name)
     keys = task.valid_keys()
     candidates = []
@@ -76,6 +78,7 @@ def simulate(
     options = options or registry.StrategyOptions(seed=seed, target_json=dataset.target_json)
     setup = entry.factory(options)
     device = SimulatedDevice(task=task, surrogate=surrogate, pool_only=pool_only)
+    import_tensor_intrinsics()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="chameleon-sim-") as work_dir:
         with ms_logger_setup(console_level=logging.WARNING):

@@ -25,6 +25,7 @@ from chameleon.logs.timeline import TIMELINE_FILE, Measurement, TimelineRecorder
 from chameleon.search import registry
 from chameleon.tuning.interrupt import StopGuard, stop_on_signals
 from chameleon.tuning.measure import MeasureConfig, make_builder, make_runner
+from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
 from chameleon.tvm_glue.ms_logging import ms_logger_setup
 
 logger = logging.getLogger(__name__)
@@ -192,6 +193,7 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
     with stop_on_signals() as stop:
         try:
             if remaining > 0:
+                import_tensor_intrinsics()  # what each TuneContext imports, fast
                 with ms_logger_setup():
                     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                         [t.extracted for t in tasks],

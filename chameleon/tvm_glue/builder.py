@@ -2,7 +2,8 @@
 
 TVM's ``LocalBuilder`` starts a fresh ``PopenPoolExecutor`` on every ``build()`` call and its
 default build function imports ``tvm.s_tir.tensor_intrin`` in each fresh worker: about 24 s a
-round on 2 cores, whatever the number of candidates. Here the pool is created once, workers are
+round on 2 cores, whatever the number of candidates (about 4 s with
+:func:`~chameleon.tvm_glue.intrinsics.import_tensor_intrinsics`, which the workers here use). Here the pool is created once, workers are
 recycled only after ``max_uses`` builds (TVM's reason for restarting: a slow leak in long-lived
 workers), and the tensor-intrinsic import runs once per worker and only for targets whose
 schedules may be tensorized (GPUs). A candidate then costs about what compiling it costs.
@@ -27,7 +28,9 @@ def _init_worker(import_tensor_intrin: bool) -> None:
     import tvm.driver  # noqa: F401  (warm the compiler in the worker)
 
     if import_tensor_intrin:
-        import tvm.s_tir.tensor_intrin  # noqa: F401
+        from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
+
+        import_tensor_intrinsics()
 
 
 def _build_and_export(mod: tvm.IRModule, target: tvm.target.Target) -> str:
