@@ -16,7 +16,7 @@ SERVERS  ?= 2
 FARM_PORT ?= 9190
 FARM_ARGS := $(if $(TRACKER),--tracker $(TRACKER)) $(if $(KEY),--key $(KEY))
 
-.PHONY: help install tune replay report test test-fast lint bench bench-quick bench-offline farm clean
+.PHONY: help install tune confirm replay report test test-fast lint bench bench-quick bench-offline farm clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,9 +29,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install chameleon with pinned dependencies
 
-tune: $(STAMP)  ## tune MODEL for TARGET (TRIALS, STRATEGY, TRACKER, KEY), then replay the log
+tune: $(STAMP)  ## tune MODEL for TARGET (TRIALS, STRATEGY, TRACKER, KEY), re-measure each task's best records, replay the log
 	$(BIN)/chameleon tune --model $(MODEL) --target $(TARGET) --trials $(TRIALS) --strategy $(STRATEGY) --seed $(SEED) --log-dir $(LOG_DIR) $(FARM_ARGS)
+	$(BIN)/chameleon confirm $(LOG_DIR) $(FARM_ARGS)
 	$(BIN)/chameleon replay $(LOG_DIR)
+
+confirm: $(STAMP)  ## re-measure each task's best records of LOG_DIR; replay then compiles from the medians
+	$(BIN)/chameleon confirm $(LOG_DIR) $(FARM_ARGS)
 
 replay: $(STAMP)  ## compile LOG_DIR's best records, export and time the network (e.g. LOG_DIR=tuning_logs/resnet18/llvm)
 	$(BIN)/chameleon replay $(LOG_DIR)

@@ -104,8 +104,8 @@ def main() -> None:
         title=f"Online benchmark ({args.model} on {args.target}, {trials} measurements per task)",
     )
     if args.confirm:
+        from chameleon.bench.confirmed import confirm_bests, write_confirmed
         from chameleon.bench.online import run_dir
-        from chameleon.bench.remeasure import confirm_bests, write_confirmed
 
         confirmed = confirm_bests(
             [(run_dir(runs_dir, c.task, c.strategy, c.seed), c) for c in curves],

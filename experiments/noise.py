@@ -22,13 +22,16 @@ BAND = 1.05
 
 
 def measure(dataset_path: Path, task_part: str, *, top: int, rounds: int) -> list[dict]:
-    from chameleon.bench.remeasure import remeasure
+    from chameleon.hardware.targets import resolve_target
     from chameleon.simulate.dataset import load_dataset
+    from chameleon.tuning.confirm import remeasure
 
     task = load_dataset(dataset_path).task(task_part)
     keys = sorted(task.valid_keys(), key=lambda k: task.latency[k])
     picked = keys[:top] + keys[len(keys) // 4 : len(keys) // 4 + 2]
-    times = remeasure(task.workload, [task.traces[k] for k in picked], rounds=rounds)
+    spec = resolve_target("llvm")
+    traces = [task.traces[k] for k in picked]
+    times = remeasure(task.workload, traces, rounds=rounds, spec=spec, target=spec.tvm_target())
     rows = []
     for rank, (key, t) in enumerate(zip(picked, times, strict=True)):
         if not t:

@@ -196,3 +196,13 @@ def test_cli_replay_json(tiny_log: Path, tmp_path: Path) -> None:
     assert result["library"] == str(lib) and lib.exists()
     assert result["max_abs_diff"] < 1e-4
     assert not (tiny_log / "deploy").exists()
+
+
+def test_cli_confirm(tiny_log_copy: Path) -> None:
+    proc = run_cli("confirm", str(tiny_log_copy), "--top", "2", "--rounds", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "top 2 records each, 2 re-measurements" in proc.stdout
+    assert "written to" in proc.stdout and (tiny_log_copy / "confirmed").is_dir()
+    missing = run_cli("confirm", str(tiny_log_copy / "nothing"))
+    err = missing.stderr.strip().splitlines()
+    assert missing.returncode == 1 and len(err) == 1 and err[0].startswith("error:"), missing.stderr

@@ -112,6 +112,41 @@ def tune(
 
 
 @app.command()
+def confirm(
+    log_dir: Path = typer.Argument(..., help="A tuning log directory."),
+    top: int = typer.Option(4, help="Records per task to re-measure (its best ones)."),
+    rounds: int = typer.Option(5, help="Times each is measured, interleaved; the median counts."),
+    tracker: str = typer.Option(None, help="RPC tracker HOST:PORT, for a farm target."),
+    key: str = typer.Option(None, help="RPC device key on the tracker."),
+) -> None:
+    """Re-measure each task's best records; `replay` then compiles from the medians (<log>/confirmed/)."""
+    from chameleon.tuning.confirm import confirm_log, confirmed_dir
+    from chameleon.tuning.measure import MeasureConfig
+
+    _setup_logging(False)
+    results = confirm_log(log_dir, top=top, rounds=rounds, measure=MeasureConfig(tracker=tracker, key=key))
+    table = Table(title=f"{len(results)} tasks: top {top} records each, {rounds} re-measurements")
+    for col in ("task", "logged best (ms)", "its median (ms)", "new best (ms)", "changed"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    changed = 0
+    for r in results:
+        valid = [t for t in r.confirmed_s if t is not None]
+        changed += r.changed
+        table.add_row(
+            r.task,
+            _fmt_ms(r.recorded_s[0]),
+            _fmt_ms(r.confirmed_s[0]),
+            _fmt_ms(min(valid) if valid else None),
+            "yes" if r.changed else "",
+        )
+    console.print(table)
+    console.print(
+        f"{changed} of {len(results)} tasks get another record; written to {confirmed_dir(log_dir)}"
+    )
+    console.print(f"next: chameleon replay {log_dir}")
+
+
+@app.command()
 def replay(
     log_dir: Path = typer.Argument(..., help="A tuning log directory."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -146,6 +181,8 @@ def replay(
         table.add_row(name, "-" if value is None else f"{value:.2f}", ratio)
     console.print(table)
     console.print(f"library: {result.library}")
+    if result.confirmed:
+        console.print("records: each task's top records as re-measured by `chameleon confirm`")
     console.print(f"tuned tasks: {len(result.tuned_tasks)}; default schedule: {len(result.untuned_tasks)}")
     for name in result.untuned_tasks:
         console.print(f"  untuned: {name}")

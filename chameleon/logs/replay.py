@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from chameleon.errors import ChameleonError
-from chameleon.logs.database import open_database
+from chameleon.logs.database import WORKLOAD_FILE, open_database
 from chameleon.logs.metadata import read_run_file
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ class ReplayResult:
     max_abs_diff: float | None = None
     threads: int | None = None
     compile_s: dict[str, float] = field(default_factory=dict)
+    confirmed: bool = False
+    """Compiled from ``<log>/confirmed/`` (each task's top records re-measured) instead of the log."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,12 +75,14 @@ def replay(
 
     from chameleon.hardware.targets import host_cores, host_mcpu, local_cuda_available
     from chameleon.models.importer import load_network
+    from chameleon.tuning.confirm import confirmed_dir
     from chameleon.tvm_glue.cross import check_toolchain, export_library
     from chameleon.tvm_glue.pipeline import compile_tuned, tuned_functions
 
     log_dir = Path(log_dir)
     run = read_run_file(log_dir)
-    database = open_database(log_dir)
+    confirmed = (confirmed_dir(log_dir) / WORKLOAD_FILE).exists()
+    database = open_database(confirmed_dir(log_dir) if confirmed else log_dir)
     network = load_network(run["model"], batch=run["batch"], image_size=run.get("image_size"))
     target = tvm.target.Target(run["target_json"])
     suffix = Path(library_path).suffix if library_path else ".so"
@@ -108,6 +112,7 @@ def replay(
         tuned_tasks=tuned,
         untuned_tasks=untuned,
         compile_s=compile_s,
+        confirmed=confirmed,
     )
     if not measure or not (cpu_local or gpu_local):
         if measure:

@@ -23,6 +23,7 @@ from chameleon.logs import metadata
 from chameleon.logs.database import open_database
 from chameleon.logs.timeline import TIMELINE_FILE, Measurement, TimelineRecorder
 from chameleon.search import registry
+from chameleon.tuning.confirm import discard_confirmation
 from chameleon.tuning.interrupt import StopGuard, stop_on_signals
 from chameleon.tuning.measure import MeasureConfig, make_builder, make_runner
 from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
@@ -193,6 +194,7 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
     with stop_on_signals() as stop:
         try:
             if remaining > 0:
+                discard_confirmation(log_dir)  # new records may beat the confirmed ones
                 import_tensor_intrinsics()  # what each TuneContext imports, fast
                 with ms_logger_setup():
                     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(

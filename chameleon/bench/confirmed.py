@@ -1,9 +1,9 @@
-"""Re-measure recorded configurations several times, interleaved, on the local CPU.
+"""The benchmark's confirmed final latency: every run's best configuration, re-measured.
 
 One measurement on a shared 2-core VM can be off by a third (experiments/results/noise-*.md), so
 a run's best recorded latency is partly the luck of its best draw. Re-measuring the bests of all
-runs of a task together, round after round, gives each the same conditions; the median of its
-times is what the benchmark's confirmed final latency compares.
+runs of a task together, round after round (:func:`chameleon.tuning.confirm.remeasure`), gives
+each the same conditions; the median of its times is what the confirmed final latency compares.
 """
 
 from __future__ import annotations
@@ -17,47 +17,6 @@ from chameleon.bench.metrics import RunCurve
 from chameleon.errors import UsageError
 
 logger = logging.getLogger(__name__)
-
-
-def remeasure(workload, traces: list, *, rounds: int, target: str = "llvm") -> list[list[float]]:
-    """Times (s) of each trace's schedule of ``workload``, built once for ``target`` (one this
-    machine runs) and run ``rounds`` times, interleaved, with tuning's runner settings; [] for one
-    that fails to build or run."""
-    from tvm.s_tir import meta_schedule as ms
-    from tvm.s_tir.schedule import Schedule
-
-    from chameleon.hardware.targets import resolve_target
-    from chameleon.logs.timeline import mean_latency
-    from chameleon.space.space import to_measure_candidate
-    from chameleon.tuning.measure import MeasureConfig, make_builder, make_runner
-
-    spec = resolve_target(target)
-    if spec.needs_farm or spec.kind != "cpu":
-        raise UsageError(f"re-measuring runs on this machine's CPU; target {target} is not one")
-    tvm_target = spec.tvm_target()
-    candidates = []
-    for trace in traces:
-        sch = Schedule(workload)
-        trace.apply_to_schedule(sch, remove_postproc=False)
-        candidates.append(to_measure_candidate(sch))
-    builder = make_builder(spec)
-    try:
-        built = builder.build([ms.builder.BuilderInput(c.sch.mod, tvm_target) for c in candidates])
-    finally:
-        builder.shutdown()
-    ok = [i for i, b in enumerate(built) if not b.error_msg]
-    for i in set(range(len(built))) - set(ok):
-        logger.warning("re-measure: candidate %d did not build: %s", i, built[i].error_msg.splitlines()[-1:])
-    runner = make_runner(spec, MeasureConfig())
-    times: list[list[float]] = [[] for _ in traces]
-    for _ in range(rounds):
-        inputs = [ms.runner.RunnerInput(built[i].artifact_path, "cpu", candidates[i].args_info) for i in ok]
-        for i, future in zip(ok, runner.run(inputs), strict=True):
-            result = future.result()
-            lat = None if result.error_msg else mean_latency(result.run_secs)
-            if lat is not None:
-                times[i].append(lat)
-    return times
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,8 +35,14 @@ def confirm_bests(
 ) -> list[Confirmed]:
     """Re-measure the best configuration of every run (within ``budget``), per task all runs'
     bests together; ``runs`` pairs a run's log directory with its curve."""
+    from chameleon.hardware.targets import resolve_target
     from chameleon.logs.timeline import read_timeline
     from chameleon.simulate.dataset import load_dataset
+    from chameleon.tuning.confirm import remeasure
+
+    spec = resolve_target(target)
+    if spec.needs_farm:
+        raise UsageError(f"the benchmark re-measures on this machine; target {target} is measured on a farm")
 
     by_task: dict[str, list[tuple[Path, RunCurve]]] = {}
     for log_dir, curve in runs:
@@ -93,7 +58,7 @@ def confirm_bests(
             workload = data.workload
             traces.append(data.traces[best.key])
         logger.info("%s: re-measuring the best of %d runs, %d rounds", task, len(members), rounds)
-        times = remeasure(workload, traces, rounds=rounds, target=target)
+        times = remeasure(workload, traces, rounds=rounds, spec=spec, target=spec.tvm_target())
         for (_, curve), t in zip(members, times, strict=True):
             out.append(
                 Confirmed(

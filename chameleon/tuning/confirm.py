@@ -1,0 +1,154 @@
+"""Confirm a log's best records: re-measure each task's top records, and let replay use the result.
+
+One measurement can be far off: on a shared 2-core VM a configuration's own times spread by ~1.5x
+(experiments/results/noise-*.md). A task's best record is then often the luckiest draw of a
+good configuration rather than the fastest configuration. ``confirm_log`` re-measures each task's
+``top`` records ``rounds`` times, interleaved (so a slow spell of the machine hits them all), and
+writes them with the median of their times as ``run_secs`` into a second MetaSchedule database
+in ``<log>/confirmed/``. ``replay`` compiles from that database when it exists; tuning the log
+further removes it, since it would then be out of date. The main log is never modified.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from chameleon.errors import ChameleonError
+from chameleon.hardware.targets import TargetSpec
+from chameleon.tuning.measure import MeasureConfig
+
+logger = logging.getLogger(__name__)
+
+CONFIRMED_DIR = "confirmed"
+
+
+def confirmed_dir(log_dir: str | Path) -> Path:
+    return Path(log_dir) / CONFIRMED_DIR
+
+
+def discard_confirmation(log_dir: str | Path) -> None:
+    """Remove ``<log>/confirmed/`` (tuning added records: it no longer holds each task's best)."""
+    path = confirmed_dir(log_dir)
+    if path.exists():
+        shutil.rmtree(path)
+        logger.info("%s removed: the log is being tuned further (run `chameleon confirm` again)", path)
+
+
+def remeasure(
+    workload, traces: list, *, rounds: int, spec: TargetSpec, target, measure: MeasureConfig | None = None
+) -> list[list[float]]:
+    """Times (s) of each trace's schedule of ``workload``: built once for ``target`` and run
+    ``rounds`` times, interleaved, with ``measure`` 's runner (local, or the farm it names); []
+    for a trace that fails to build or run."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.schedule import Schedule
+
+    from chameleon.logs.timeline import mean_latency
+    from chameleon.space.space import to_measure_candidate
+    from chameleon.tuning.measure import make_builder, make_runner
+
+    candidates = []
+    for trace in traces:
+        sch = Schedule(workload)
+        trace.apply_to_schedule(sch, remove_postproc=False)
+        candidates.append(to_measure_candidate(sch))
+    builder = make_builder(spec)
+    try:
+        built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates])
+    finally:
+        builder.shutdown()
+    ok = [i for i, b in enumerate(built) if not b.error_msg]
+    for i in sorted(set(range(len(built))) - set(ok)):
+        logger.warning("re-measure: candidate %d did not build: %s", i, built[i].error_msg.strip()[-300:])
+    runner = make_runner(spec, measure or MeasureConfig())
+    device = "cuda" if spec.kind == "gpu" else "cpu"
+    times: list[list[float]] = [[] for _ in traces]
+    for _ in range(rounds):
+        inputs = [ms.runner.RunnerInput(built[i].artifact_path, device, candidates[i].args_info) for i in ok]
+        for i, future in zip(ok, runner.run(inputs), strict=True):
+            result = future.result()
+            lat = None if result.error_msg else mean_latency(result.run_secs)
+            if lat is not None:
+                times[i].append(lat)
+    return times
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskConfirmation:
+    task: str
+    recorded_s: list[float]
+    """The top records' latencies as logged, best first."""
+    confirmed_s: list[float | None]
+    """The median of each one's re-measured times (None: it failed to build or run)."""
+
+    @property
+    def changed(self) -> bool:
+        """True when the re-measured best is not the logged best."""
+        ok = [(t, i) for i, t in enumerate(self.confirmed_s) if t is not None]
+        return bool(ok) and min(ok)[1] != 0
+
+
+def confirm_log(
+    log_dir: str | Path, *, top: int = 4, rounds: int = 5, measure: MeasureConfig | None = None
+) -> list[TaskConfirmation]:
+    """Re-measure each task's ``top`` records ``rounds`` times; write ``<log>/confirmed/``."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from chameleon.hardware.targets import resolve_target
+    from chameleon.logs.database import open_database
+    from chameleon.logs.metadata import read_run_file
+    from chameleon.logs.timeline import mean_latency
+
+    if top < 1 or rounds < 1:
+        raise ChameleonError(f"--top and --rounds must be at least 1, not {top} and {rounds}")
+    log_dir = Path(log_dir)
+    run = read_run_file(log_dir)
+    spec = resolve_target(run["target"])
+    target = tvm.target.Target(run["target_json"])
+    database = open_database(log_dir)
+    names = {t.get("workload_hash"): t["name"] for t in run.get("tasks", [])}
+    out_dir = confirmed_dir(log_dir)
+    staging = out_dir.with_name(CONFIRMED_DIR + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    confirmed_db = ms.database.JSONDatabase(work_dir=str(staging))
+    results = []
+    for workload_hash, workload in _workloads(database).items():
+        records = [r for r in database.get_top_k(workload, top) if mean_latency(r.run_secs) is not None]
+        if not records:
+            continue
+        name = names.get(workload_hash, f"workload {workload_hash}")
+        times = remeasure(
+            workload.mod, [r.trace for r in records], rounds=rounds, spec=spec, target=target, measure=measure
+        )
+        confirmed = [statistics.median(t) if t else None for t in times]
+        kept = confirmed_db.commit_workload(workload.mod)
+        for record, value in zip(records, confirmed, strict=True):
+            if value is not None:
+                confirmed_db.commit_tuning_record(
+                    ms.database.TuningRecord(record.trace, kept, [value], record.target, record.args_info)
+                )
+        results.append(
+            TaskConfirmation(
+                task=name, recorded_s=[mean_latency(r.run_secs) for r in records], confirmed_s=confirmed
+            )
+        )
+        logger.info("%s: re-measured %d records", name, len(records))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    return results
+
+
+def _workloads(database) -> dict[str, object]:
+    """The database's workloads that have records, by structural hash (run.json's ``workload_hash``)."""
+    import tvm_ffi
+
+    out: dict[str, object] = {}
+    for record in database.get_all_tuning_records():
+        out.setdefault(str(tvm_ffi.structural_hash(record.workload.mod)), record.workload)
+    return out
