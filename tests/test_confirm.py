@@ -19,8 +19,9 @@ def test_best_of_a_real_run_is_rebuilt_and_timed(tiny_log: Path):
     curve = run_curve(tiny_log, strategy="random", task=task, seed=0)
     (confirmed,) = confirm_bests([(tiny_log, curve)], budget=12, rounds=3)
     assert confirmed.recorded_s == curve.best
-    # The same kernel on the same machine: within a factor of 3 of what tuning recorded.
-    assert confirmed.confirmed_s is not None and curve.best / 3 < confirmed.confirmed_s < curve.best * 3
+    # The same kernel on the same machine. Not a tight bound: this 0.1 ms kernel on 2 threads once
+    # timed 7.6x slower while a benchmark kept both cores busy.
+    assert confirmed.confirmed_s is not None and curve.best / 20 < confirmed.confirmed_s < curve.best * 20
 
 
 def test_report_compares_each_strategy_with_the_baseline(tmp_path: Path):
@@ -67,3 +68,19 @@ def test_confirm_rewrites_nothing_and_replay_then_tune_use_it_right(tiny_log_cop
     tune(tiny_tune_config(log, trials=TINY_TRIALS + 2))  # new records: the confirmation is stale
     assert not confirmed.exists()
     assert not replay(log, measure=False, library_path=log / "x.so").confirmed
+
+
+@pytest.mark.slow
+def test_a_task_whose_records_all_fail_to_remeasure_keeps_its_logged_records(
+    tiny_log_copy: Path, monkeypatch
+):
+    from chameleon.logs.database import RECORD_FILE
+    from chameleon.tuning import confirm
+
+    monkeypatch.setattr(confirm, "remeasure", lambda workload, traces, **kw: [[] for _ in traces])
+    seen = []
+    (result,) = confirm.confirm_log(tiny_log_copy, top=2, rounds=1, on_task=lambda *a: seen.append(a))
+    assert result.confirmed_s == [None, None] and not result.changed
+    assert [(i, n) for i, n, _ in seen] == [(0, 1)]
+    lines = (confirm.confirmed_dir(tiny_log_copy) / RECORD_FILE).read_text().splitlines()
+    assert len(lines) == 2  # replay still finds a schedule for the task

@@ -124,7 +124,13 @@ def confirm(
     from chameleon.tuning.measure import MeasureConfig
 
     _setup_logging(False)
-    results = confirm_log(log_dir, top=top, rounds=rounds, measure=MeasureConfig(tracker=tracker, key=key))
+    results = confirm_log(
+        log_dir,
+        top=top,
+        rounds=rounds,
+        measure=MeasureConfig(tracker=tracker, key=key),
+        on_task=lambda i, n, name: console.print(f"[{i + 1}/{n}] {name}"),
+    )
     table = Table(title=f"{len(results)} tasks: top {top} records each, {rounds} re-measurements")
     for col in ("task", "logged best (ms)", "its median (ms)", "new best (ms)", "changed"):
         table.add_column(col, justify="left" if col == "task" else "right")

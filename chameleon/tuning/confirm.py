@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,9 +94,17 @@ class TaskConfirmation:
 
 
 def confirm_log(
-    log_dir: str | Path, *, top: int = 4, rounds: int = 5, measure: MeasureConfig | None = None
+    log_dir: str | Path,
+    *,
+    top: int = 4,
+    rounds: int = 5,
+    measure: MeasureConfig | None = None,
+    on_task: Callable[[int, int, str], None] | None = None,
 ) -> list[TaskConfirmation]:
-    """Re-measure each task's ``top`` records ``rounds`` times; write ``<log>/confirmed/``."""
+    """Re-measure each task's ``top`` records ``rounds`` times; write ``<log>/confirmed/``.
+
+    A task whose records all fail to re-measure keeps its logged records there. ``on_task(i, n,
+    name)`` is called before each of the ``n`` tasks is measured."""
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
@@ -118,26 +127,27 @@ def confirm_log(
     staging.mkdir(parents=True)
     confirmed_db = ms.database.JSONDatabase(work_dir=str(staging))
     results = []
-    for workload_hash, workload in _workloads(database).items():
+    workloads = _workloads(database)
+    for i, (workload_hash, workload) in enumerate(workloads.items()):
+        name = names.get(workload_hash, f"workload {workload_hash}")
+        if on_task:
+            on_task(i, len(workloads), name)
         records = [r for r in database.get_top_k(workload, top) if mean_latency(r.run_secs) is not None]
         if not records:
             continue
-        name = names.get(workload_hash, f"workload {workload_hash}")
         times = remeasure(
             workload.mod, [r.trace for r in records], rounds=rounds, spec=spec, target=target, measure=measure
         )
         confirmed = [statistics.median(t) if t else None for t in times]
         kept = confirmed_db.commit_workload(workload.mod)
-        for record, value in zip(records, confirmed, strict=True):
-            if value is not None:
+        logged = [mean_latency(r.run_secs) for r in records]
+        for record, value, old in zip(records, confirmed, logged, strict=True):
+            if value is not None or all(v is None for v in confirmed):
+                run_secs = [value if value is not None else old]
                 confirmed_db.commit_tuning_record(
-                    ms.database.TuningRecord(record.trace, kept, [value], record.target, record.args_info)
+                    ms.database.TuningRecord(record.trace, kept, run_secs, record.target, record.args_info)
                 )
-        results.append(
-            TaskConfirmation(
-                task=name, recorded_s=[mean_latency(r.run_secs) for r in records], confirmed_s=confirmed
-            )
-        )
+        results.append(TaskConfirmation(task=name, recorded_s=logged, confirmed_s=confirmed))
         logger.info("%s: re-measured %d records", name, len(records))
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
