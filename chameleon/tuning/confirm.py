@@ -40,11 +40,18 @@ def discard_confirmation(log_dir: str | Path) -> None:
 
 
 def remeasure(
-    workload, traces: list, *, rounds: int, spec: TargetSpec, target, measure: MeasureConfig | None = None
+    workload,
+    traces: list,
+    *,
+    rounds: int,
+    spec: TargetSpec,
+    target,
+    measure: MeasureConfig | None = None,
+    builder=None,
 ) -> list[list[float]]:
     """Times (s) of each trace's schedule of ``workload``: built once for ``target`` and run
     ``rounds`` times, interleaved, with ``measure`` 's runner (local, or the farm it names); []
-    for a trace that fails to build or run."""
+    for a trace that fails to build or run. ``builder``: one to reuse (default: a fresh one)."""
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.schedule import Schedule
 
@@ -57,11 +64,13 @@ def remeasure(
         sch = Schedule(workload)
         trace.apply_to_schedule(sch, remove_postproc=False)
         candidates.append(to_measure_candidate(sch))
-    builder = make_builder(spec)
+    own = builder is None
+    builder = make_builder(spec) if own else builder
     try:
         built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates])
     finally:
-        builder.shutdown()
+        if own:
+            builder.shutdown()
     ok = [i for i, b in enumerate(built) if not b.error_msg]
     for i in sorted(set(range(len(built))) - set(ok)):
         logger.warning("re-measure: candidate %d did not build: %s", i, built[i].error_msg.strip()[-300:])
@@ -112,6 +121,7 @@ def confirm_log(
     from chameleon.logs.database import open_database
     from chameleon.logs.metadata import read_run_file
     from chameleon.logs.timeline import mean_latency
+    from chameleon.tuning.measure import make_builder
 
     if top < 1 or rounds < 1:
         raise ChameleonError(f"--top and --rounds must be at least 1, not {top} and {rounds}")
@@ -128,27 +138,40 @@ def confirm_log(
     confirmed_db = ms.database.JSONDatabase(work_dir=str(staging))
     results = []
     workloads = _workloads(database)
-    for i, (workload_hash, workload) in enumerate(workloads.items()):
-        name = names.get(workload_hash, f"workload {workload_hash}")
-        if on_task:
-            on_task(i, len(workloads), name)
-        records = [r for r in database.get_top_k(workload, top) if mean_latency(r.run_secs) is not None]
-        if not records:
-            continue
-        times = remeasure(
-            workload.mod, [r.trace for r in records], rounds=rounds, spec=spec, target=target, measure=measure
-        )
-        confirmed = [statistics.median(t) if t else None for t in times]
-        kept = confirmed_db.commit_workload(workload.mod)
-        logged = [mean_latency(r.run_secs) for r in records]
-        for record, value, old in zip(records, confirmed, logged, strict=True):
-            if value is not None or all(v is None for v in confirmed):
-                run_secs = [value if value is not None else old]
-                confirmed_db.commit_tuning_record(
-                    ms.database.TuningRecord(record.trace, kept, run_secs, record.target, record.args_info)
-                )
-        results.append(TaskConfirmation(task=name, recorded_s=logged, confirmed_s=confirmed))
-        logger.info("%s: re-measured %d records", name, len(records))
+    builder = make_builder(spec)  # one worker pool for every task
+    try:
+        for i, (workload_hash, workload) in enumerate(workloads.items()):
+            name = names.get(workload_hash, f"workload {workload_hash}")
+            if on_task:
+                on_task(i, len(workloads), name)
+            records = [r for r in database.get_top_k(workload, top) if mean_latency(r.run_secs) is not None]
+            if not records:
+                continue
+            traces = [r.trace for r in records]
+            times = remeasure(
+                workload.mod,
+                traces,
+                rounds=rounds,
+                spec=spec,
+                target=target,
+                measure=measure,
+                builder=builder,
+            )
+            confirmed = [statistics.median(t) if t else None for t in times]
+            kept = confirmed_db.commit_workload(workload.mod)
+            logged = [mean_latency(r.run_secs) for r in records]
+            for record, value, old in zip(records, confirmed, logged, strict=True):
+                if value is not None or all(v is None for v in confirmed):
+                    run_secs = [value if value is not None else old]
+                    confirmed_db.commit_tuning_record(
+                        ms.database.TuningRecord(
+                            record.trace, kept, run_secs, record.target, record.args_info
+                        )
+                    )
+            results.append(TaskConfirmation(task=name, recorded_s=logged, confirmed_s=confirmed))
+            logger.info("%s: re-measured %d records", name, len(records))
+    finally:
+        builder.shutdown()
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return results
