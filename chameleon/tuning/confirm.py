@@ -48,11 +48,15 @@ def remeasure(
     target,
     measure: MeasureConfig | None = None,
     builder=None,
+    runner=None,
 ) -> list[list[float]]:
     """Times (s) of each trace's schedule of ``workload``: built once for ``target`` and run
     ``rounds`` times, interleaved, with ``measure`` 's runner (local, or the farm it names); []
-    for a trace that fails to build or run. ``builder``: one to reuse (default: a fresh one)."""
+    for a trace that fails to build or run. ``builder``, ``runner``: ones to reuse across calls
+    (default: fresh ones, shut down before returning). The build artifacts are removed, as the
+    task scheduler removes them after a tuning round."""
     from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.utils import remove_build_dir
     from tvm.s_tir.schedule import Schedule
 
     from chameleon.logs.timeline import mean_latency
@@ -74,16 +78,25 @@ def remeasure(
     ok = [i for i, b in enumerate(built) if not b.error_msg]
     for i in sorted(set(range(len(built))) - set(ok)):
         logger.warning("re-measure: candidate %d did not build: %s", i, built[i].error_msg.strip()[-300:])
-    runner = make_runner(spec, measure or MeasureConfig())
+    own_runner = runner is None
+    runner = make_runner(spec, measure or MeasureConfig()) if own_runner else runner
     device = "cuda" if spec.kind == "gpu" else "cpu"
     times: list[list[float]] = [[] for _ in traces]
-    for _ in range(rounds):
-        inputs = [ms.runner.RunnerInput(built[i].artifact_path, device, candidates[i].args_info) for i in ok]
-        for i, future in zip(ok, runner.run(inputs), strict=True):
-            result = future.result()
-            lat = None if result.error_msg else mean_latency(result.run_secs)
-            if lat is not None:
-                times[i].append(lat)
+    try:
+        for _ in range(rounds):
+            inputs = [
+                ms.runner.RunnerInput(built[i].artifact_path, device, candidates[i].args_info) for i in ok
+            ]
+            for i, future in zip(ok, runner.run(inputs), strict=True):
+                result = future.result()
+                lat = None if result.error_msg else mean_latency(result.run_secs)
+                if lat is not None:
+                    times[i].append(lat)
+    finally:
+        for i in ok:
+            remove_build_dir(built[i].artifact_path)
+        if own_runner and hasattr(runner, "shutdown"):
+            runner.shutdown()
     return times
 
 
@@ -121,7 +134,7 @@ def confirm_log(
     from chameleon.logs.database import open_database
     from chameleon.logs.metadata import read_run_file
     from chameleon.logs.timeline import mean_latency
-    from chameleon.tuning.measure import make_builder
+    from chameleon.tuning.measure import make_builder, make_runner
 
     if top < 1 or rounds < 1:
         raise ChameleonError(f"--top and --rounds must be at least 1, not {top} and {rounds}")
@@ -138,7 +151,8 @@ def confirm_log(
     confirmed_db = ms.database.JSONDatabase(work_dir=str(staging))
     results = []
     workloads = _workloads(database)
-    builder = make_builder(spec)  # one worker pool for every task
+    builder = make_builder(spec)  # one worker pool and one runner for every task
+    runner = make_runner(spec, measure or MeasureConfig())
     try:
         for i, (workload_hash, workload) in enumerate(workloads.items()):
             name = names.get(workload_hash, f"workload {workload_hash}")
@@ -154,8 +168,8 @@ def confirm_log(
                 rounds=rounds,
                 spec=spec,
                 target=target,
-                measure=measure,
                 builder=builder,
+                runner=runner,
             )
             confirmed = [statistics.median(t) if t else None for t in times]
             kept = confirmed_db.commit_workload(workload.mod)
@@ -172,6 +186,8 @@ def confirm_log(
             logger.info("%s: re-measured %d records", name, len(records))
     finally:
         builder.shutdown()
+        if hasattr(runner, "shutdown"):
+            runner.shutdown()
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return results
