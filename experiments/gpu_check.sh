@@ -18,36 +18,9 @@ BENCH_S=${BENCH_S:-220}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/log.txt") 2>&1
 
-if ! python3 -c "import tvm" 2>/dev/null; then
-  SITE=/tmp/site
-  mkdir -p "$SITE"
-  parts=""
-  for p in aa ab; do  # libtvm_compiler.so, xz-compressed and split in two (one per call)
-    parts="$parts $(ls /root/parts/c.part.$p .gpu1/c.part.$p .gpu2/c.part.$p 2>/dev/null | head -1)"
-  done
-  echo "unpacking:$parts"
-  cat $parts | xz -d | tar -C "$SITE" -xf - || { echo "libtvm_compiler parts missing or broken"; exit 3; }
-  xz -d < .gpu2/rest.tar.xz | tar -C "$SITE" -xf - || exit 3
-  export PYTHONPATH="$SITE:$PWD"
-else
-  export PYTHONPATH="$PWD"
-fi
-export PYTHONUNBUFFERED=1
-command -v nvcc >/dev/null && export TVM_CUDA_COMPILE_MODE=nvcc
+source experiments/gpu_env.sh
 
-echo "== device"
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv
-python3 - <<'EOF'
-import tvm
-from chameleon.hardware.targets import resolve_target
-from chameleon.hardware.target_blueprint import blueprint_for_target
-d = tvm.cuda(0)
-print("tvm.cuda(0):", d.exist, d.device_name, d.compute_version, "SMs", d.multi_processor_count,
-      "L2", d.l2_cache_size_bytes, "smem/block", d.max_shared_memory_per_block)
-spec = resolve_target("cuda")
-print("target:", spec.target_json)
-print("blueprint:", blueprint_for_target(spec.target_json).name)
-EOF
+describe_gpu
 
 echo "== tune ResNet-18 on this GPU (${TUNE_S}s), then replay"
 timeout -s INT "$TUNE_S" python3 -m chameleon tune --model resnet18 --target cuda --trials 400 \

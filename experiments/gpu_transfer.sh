@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Issue 5's GPU transfer, in one call of a lent machine: chameleon cold against chameleon whose cost
+# model is first trained on another GPU's logs (the H200 runs of session 6, committed as
+# experiments/results/runs-cuda-h200.tar.gz), same task, budget and seed, side by side. Then, with
+# the time left, `chameleon tune` of ResNet-18 on this GPU and `chameleon replay` (tuned vs untuned
+# vs PyTorch eager on the same GPU).
+#
+# Prepare and call it like experiments/gpu_check.sh (README "GPU"). Everything lands under $OUT.
+# TOTAL_S bounds the whole script; each step stops with SIGINT (the run ends after the round in
+# flight and keeps its records).
+set -u
+OUT=${OUT:-/tmp/gpu-transfer}
+TOTAL_S=${TOTAL_S:-540}
+TRIALS=${TRIALS:-64}
+BENCH_S=${BENCH_S:-400}
+TASK=${TASK:-fused_conv2d_subtract_divide_multiply_add1_relu}
+start=$(date +%s)
+left() { echo $((TOTAL_S - ($(date +%s) - start))); }
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
+
+source experiments/gpu_env.sh
+describe_gpu
+
+SRC=/tmp/h200-logs
+mkdir -p "$SRC" && tar -xzf experiments/results/runs-cuda-h200.tar.gz -C "$SRC"
+warm=""
+for run in "$SRC"/online-cuda/"$TASK"/*-s0; do warm="$warm --warm-start $run"; done
+echo "== transfer: chameleon vs chameleon+warm ($warm), $TRIALS measurements (${BENCH_S}s at most)"
+timeout -s INT "$BENCH_S" python3 -m experiments.bench --target cuda --task "$TASK" --trials "$TRIALS" \
+  --seeds 1 --strategy chameleon $warm --baseline chameleon --out transfer-cuda
+echo "benchmark exit $?"
+cp experiments/results/transfer-cuda.* "$OUT"/ 2>/dev/null
+tar -czf "$OUT/runs-transfer-cuda.tar.gz" -C experiments/results/runs transfer-cuda 2>/dev/null
+
+if [ "$(left)" -gt 150 ]; then
+  tune_s=$(($(left) / 3))
+  echo "== tune ResNet-18 on this GPU (${tune_s}s), then replay"
+  timeout -s INT "$tune_s" python3 -m chameleon tune --model resnet18 --target cuda --trials 400 \
+    --log-dir tuning_logs/resnet18/cuda
+  echo "tune exit $?"
+  timeout -s INT "$(($(left) - 15))" python3 -m chameleon replay tuning_logs/resnet18/cuda --json > "$OUT/replay.json"
+  echo "replay exit $?"
+  cat "$OUT/replay.json"
+  tar -czf "$OUT/log-cuda.tar.gz" -C tuning_logs/resnet18 cuda
+fi
+ls -la "$OUT"
