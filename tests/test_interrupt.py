@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from chameleon.tuning.interrupt import StopRequested, stop_on_signals
+from chameleon.tuning.interrupt import StopAware, StopGuard, StopRequested, stop_on_signals
 
 
 @pytest.fixture
@@ -60,6 +60,88 @@ def test_an_ignored_signal_stays_ignored():
 
 def test_flag_is_false_until_a_signal():
     assert not StopRequested()
+
+
+def _candidate():
+    from tvm import te
+    from tvm.s_tir.meta_schedule import MeasureCandidate
+    from tvm.s_tir.schedule import Schedule
+
+    a = te.placeholder((4,), name="A")
+    b = te.compute((4,), lambda i: a[i] + 1, name="B")
+    return MeasureCandidate(Schedule(te.create_prim_func([a, b])), [])
+
+
+class _Search:
+    """A task's strategy: counts its searches; ``during`` runs inside one (a signal arriving)."""
+
+    def __init__(self, during=None) -> None:
+        self.searches = 0
+        self.during = during
+
+    def generate_measure_candidates(self):
+        self.searches += 1
+        if self.during:
+            self.during()
+        return [_candidate()]
+
+    def clone(self):
+        return _Search(self.during)
+
+
+def test_a_stop_aware_task_asks_for_nothing_once_the_flag_is_up():
+    flag = StopRequested()
+    search = StopAware(_Search(), flag)
+    assert len(search.generate_measure_candidates()) == 1
+    flag.signals = 1
+    assert search.generate_measure_candidates() is None
+    assert search.inner.searches == 1  # no search started after the signal
+    clone = search.clone()
+    assert clone.generate_measure_candidates() is None  # the clone (one per task) shares the flag
+
+
+def test_a_signal_during_the_search_ends_the_task_before_anything_is_built():
+    flag = StopRequested()
+    search = StopAware(_Search(during=lambda: setattr(flag, "signals", 1)), flag)
+    assert search.generate_measure_candidates() is None
+
+
+def _round(tmp_path: Path):
+    """Three measured candidates: a success, a killed build, a killed run (with its artifact)."""
+    from tvm.s_tir.meta_schedule.builder import BuilderResult
+    from tvm.s_tir.meta_schedule.runner import RunnerResult
+
+    candidates = [_candidate() for _ in range(3)]
+    artifacts = [tmp_path / f"build{i}" / "mod.tar" for i in range(3)]  # TVM removes the folder
+    for path in artifacts:
+        path.parent.mkdir()
+        path.touch()
+    builds = [BuilderResult(str(artifacts[0]), None), BuilderResult(None, "Subprocess terminated"),
+              BuilderResult(str(artifacts[2]), None)]  # fmt: skip
+    runs = [RunnerResult([1e-3], None), RunnerResult(None, "build failed"),
+            RunnerResult(None, "Subprocess terminated")]  # fmt: skip
+    return candidates, builds, runs, artifacts
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.rounds: list[int] = []
+
+    def apply(self, task_scheduler, task_id, candidates, builds, runs) -> None:
+        self.rounds.append(len(candidates))
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_after_a_signal_the_callbacks_see_only_real_results(tmp_path: Path, stopped: bool):
+    from tvm.s_tir.meta_schedule.task_scheduler import RoundRobin
+
+    candidates, builds, runs, artifacts = _round(tmp_path)
+    flag, recorder = StopRequested(), _Recorder()
+    flag.signals = int(stopped)
+    StopGuard(flag, [recorder]).apply(RoundRobin(), 0, candidates, builds, runs)
+    assert recorder.rounds == ([1] if stopped else [3])
+    # The dropped run's artifact is removed; the kept one is left to the callbacks.
+    assert [p.exists() for p in artifacts] == [True, True, not stopped]
 
 
 @pytest.mark.slow

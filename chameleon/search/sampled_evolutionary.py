@@ -11,30 +11,26 @@ from __future__ import annotations
 import numpy as np
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
-from tvm.s_tir.meta_schedule.search_strategy import PySearchStrategy
 
 from chameleon.sampling.adaptive import choose_k, members_by_distance
 from chameleon.search.registry import SearchSetup, StrategyOptions, register
 from chameleon.search.subset import expand_results
 from chameleon.space.space import KnobSpace
+from chameleon.tvm_glue.wrapped_search import WrappedSearch
 
 NOT_SAMPLED = "not sampled: another member of its cluster was measured"
 
 
 @derived_object
-class AdaptivelySampledSearch(PySearchStrategy):
+class AdaptivelySampledSearch(WrappedSearch):
     def __init__(
         self, *, inner, plan_size: int = 64, k_step: int = 8, threshold: float = 2.5, seed: int = 0
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.plan_size = plan_size
         self.k_step = k_step
         self.threshold = threshold
         self.seed = seed
-
-    def _initialize_with_tune_context(self, context) -> None:
-        self.context = context
-        self.inner._initialize_with_tune_context(context)
 
     def pre_tuning(
         self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None
@@ -50,9 +46,6 @@ class AdaptivelySampledSearch(PySearchStrategy):
         self.inner.pre_tuning(
             10 * self.max_trials + self.plan_size, self.plan_size, design_spaces, database, cost_model
         )
-
-    def post_tuning(self) -> None:
-        self.inner.post_tuning()
 
     def generate_measure_candidates(self):
         budget = min(self.round_size, self.max_trials - self.sent)

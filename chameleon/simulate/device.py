@@ -16,12 +16,12 @@ import math
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.builder import BuilderInput, BuilderResult, PyBuilder
 from tvm.s_tir.meta_schedule.runner import PyRunner, PyRunnerFuture, RunnerInput, RunnerResult
-from tvm.s_tir.meta_schedule.search_strategy import PySearchStrategy
 
 from chameleon.search.subset import expand_results
 from chameleon.simulate.dataset import TaskData
 from chameleon.simulate.surrogate import Surrogate, program_features
 from chameleon.tvm_glue.keys import trace_key
+from chameleon.tvm_glue.wrapped_search import WrappedSearch
 
 logger = logging.getLogger(__name__)
 
@@ -77,26 +77,13 @@ class SimulatedDevice:
 
 
 @derived_object
-class SimulatedSearch(PySearchStrategy):
+class SimulatedSearch(WrappedSearch):
     """Wraps any strategy: keys its candidates, and in pool-only mode drops those not recorded."""
 
     def __init__(self, *, inner, device: SimulatedDevice, max_empty_rounds: int = 20) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.device = device
         self.max_empty_rounds = max_empty_rounds
-        self._dropped: list = []
-
-    def _initialize_with_tune_context(self, context) -> None:
-        self.context = context
-        self.inner._initialize_with_tune_context(context)
-
-    def pre_tuning(
-        self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None
-    ) -> None:
-        self.inner.pre_tuning(max_trials, num_trials_per_iter, design_spaces, database, cost_model)
-
-    def post_tuning(self) -> None:
-        self.inner.post_tuning()
 
     def generate_measure_candidates(self):
         for _ in range(self.max_empty_rounds):

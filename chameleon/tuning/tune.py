@@ -24,7 +24,7 @@ from chameleon.logs.database import open_database
 from chameleon.logs.timeline import TIMELINE_FILE, Measurement, TimelineRecorder
 from chameleon.search import registry
 from chameleon.tuning.confirm import discard_confirmation
-from chameleon.tuning.interrupt import StopGuard, stop_on_signals
+from chameleon.tuning.interrupt import StopAware, StopGuard, stop_on_signals
 from chameleon.tuning.measure import MeasureConfig, make_builder, make_runner
 from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
 from chameleon.tvm_glue.ms_logging import ms_logger_setup
@@ -200,7 +200,7 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
                     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                         [t.extracted for t in tasks],
                         work_dir=str(log_dir),
-                        strategy=setup.strategy,
+                        strategy=StopAware(setup.strategy, stop),
                         # A resumed run must not replay the first run's random draws.
                         seed=config.seed + 7919 * (run_info["run"] - 1),
                     )
@@ -211,11 +211,8 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
                     run=run_info["run"],
                     on_measure=observer.on_measure,
                 )
-                callbacks = [
-                    StopGuard(stop, keep=recorder.apply),  # first: after Ctrl-C, keeps only real results
-                    *ms.measure_callback.MeasureCallback.create("default"),
-                    recorder,
-                ]
+                # After Ctrl-C the callbacks see only the real results of the rounds in flight.
+                callbacks = [StopGuard(stop, [*ms.measure_callback.MeasureCallback.create("default"), recorder])]
                 with ms.Profiler() as profiler:
                     ms.tune_tasks(
                         tasks=contexts,
@@ -234,10 +231,12 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
                 logger.info("log already holds %d trials for these tasks: nothing to do", already)
         except KeyboardInterrupt:  # a second signal, or one outside the main thread's handler
             interrupted = True
-        except Exception:
-            # StopGuard's StopTuning, raised inside a callback from C++, comes back as an FFI error.
+        except Exception as err:
+            # Workers killed by the signal (it reaches the whole process group) can surface as an
+            # error from C++: after a stop signal that is the stop, not a failure of tuning.
             if not stop:
                 raise
+            logger.info("tuning stopped by a signal: %s", str(err).splitlines()[0] if str(err) else err)
         finally:
             builder.shutdown()
             if hasattr(runner, "shutdown"):
