@@ -23,6 +23,12 @@ DEFAULT_STRATEGIES = [
     "evolutionary-as",
 ]
 QUICK_STRATEGIES = ["chameleon", "evolutionary", "random", "chameleon-no-bp"]
+CONFIRMED_NOTE = (
+    "Confirmed: every configuration that improved a run's recorded best was built again and timed"
+    " with the others of its task, round after round; its latency here is the median of those times"
+    " (other measurements are left out). A run's best so far is the fastest confirmed configuration it"
+    " had found (chameleon/bench/confirmed.py)."
+)
 
 
 def main() -> None:
@@ -57,8 +63,8 @@ def main() -> None:
         type=int,
         default=0,
         metavar="R",
-        help="re-measure each run's best configuration R times, interleaved per task, and report the "
-        "confirmed final latency (local CPU targets only)",
+        help="re-measure every configuration that improved a run's best R times, interleaved per task, "
+        "and report the metric again on the confirmed latencies (<out>-confirmed.*; local CPU targets only)",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -104,21 +110,28 @@ def main() -> None:
         title=f"Online benchmark ({args.model} on {args.target}, {trials} measurements per task)",
     )
     if args.confirm:
-        from chameleon.bench.confirmed import confirm_bests, write_confirmed
+        from chameleon.bench.confirmed import confirm_curves, luck
         from chameleon.bench.online import run_dir
 
-        confirmed = confirm_bests(
+        confirmed = confirm_curves(
             [(run_dir(runs_dir, c.task, c.strategy, c.seed), c) for c in curves],
             budget=trials,
             rounds=args.confirm,
             target=args.target,
         )
-        section = write_confirmed(
-            confirmed, path_stem=RESULTS / stem, baseline=args.baseline, rounds=args.confirm
+        luck_line = "Recorded best / its confirmed latency (median over runs): " + ", ".join(
+            f"{s} {v:.3f}" for s, v in luck(curves, confirmed, budget=trials).items()
         )
-        with open(RESULTS / f"{stem}.md", "a") as f:
-            f.write(section)
-        text += section
+        text += "\n" + write_all(
+            confirmed,
+            out_dir=RESULTS,
+            stem=f"{stem}-confirmed",
+            budget=trials,
+            baseline=args.baseline,
+            title=f"Online benchmark, confirmed ({args.model} on {args.target}, {trials} measurements"
+            f" per task, every improving configuration re-measured {args.confirm} times)",
+            notes=[CONFIRMED_NOTE, luck_line],
+        )
     print(text)
 
 

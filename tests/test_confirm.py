@@ -7,42 +7,55 @@ from pathlib import Path
 
 import pytest
 
-from chameleon.bench.confirmed import Confirmed, confirm_bests, write_confirmed
+from chameleon.bench.confirmed import confirm_curves, improvements, luck
+from chameleon.bench.metrics import RunCurve, summarize, task_stats
 from chameleon.errors import UsageError
 
 
 @pytest.mark.slow
-def test_best_of_a_real_run_is_rebuilt_and_timed(tiny_log: Path):
+def test_every_improving_configuration_of_a_real_run_is_rebuilt_and_timed(tiny_log: Path):
     from chameleon.bench.online import run_curve
     from chameleon.logs.timeline import read_timeline
 
     task = read_timeline(tiny_log)[0].task
     curve = run_curve(tiny_log, strategy="random", task=task, seed=0)
     build_dirs = set(Path(tempfile.gettempdir()).glob("chameleon-build-*"))
-    (confirmed,) = confirm_bests([(tiny_log, curve)], budget=12, rounds=3)
+    twin = RunCurve(strategy="twin", task=task, seed=0, latencies=curve.latencies)  # same configurations
+    mine, other = confirm_curves([(tiny_log, curve), (tiny_log, twin)], budget=12, rounds=3)
     assert set(Path(tempfile.gettempdir()).glob("chameleon-build-*")) <= build_dirs  # artifacts removed
-    assert confirmed.recorded_s == curve.best
-    # The same kernel on the same machine. Not a tight bound: this 0.1 ms kernel on 2 threads once
+    found = improvements(curve.latencies, 12)
+    assert [i for i, v in enumerate(mine.latencies) if v is not None] == found
+    assert mine.latencies == other.latencies  # one configuration, one confirmed latency for both runs
+    # The same kernels on the same machine. Not a tight bound: this 0.1 ms kernel on 2 threads once
     # timed 7.6x slower while a benchmark kept both cores busy.
-    assert confirmed.confirmed_s is not None and curve.best / 20 < confirmed.confirmed_s < curve.best * 20
+    for i in found:
+        assert curve.latencies[i] / 20 < mine.latencies[i] < curve.latencies[i] * 20
 
 
-def test_report_compares_each_strategy_with_the_baseline(tmp_path: Path):
-    rows = [
-        Confirmed(strategy="base", task="t1", seed=0, recorded_s=1.0, confirmed_s=2.0),
-        Confirmed(strategy="new", task="t1", seed=0, recorded_s=0.5, confirmed_s=1.0),
-        Confirmed(strategy="base", task="t2", seed=0, recorded_s=1.0, confirmed_s=1.0),
-        Confirmed(strategy="new", task="t2", seed=0, recorded_s=1.0, confirmed_s=None),
-    ]
-    text = write_confirmed(rows, path_stem=tmp_path / "x", baseline="base", rounds=5)
-    assert "| new | 0.500 | 0.500 |" in text  # t2 has no confirmed time for `new`: left out
-    assert "| base | 1.000 | 0.750 |" in text
-    assert (tmp_path / "x-confirmed.csv").read_text().count("\n") == 5
+def test_improvements_are_the_measurements_that_lowered_the_best_so_far():
+    assert improvements([None, 3.0, 4.0, 2.0, 2.0, 1.0, 0.5], budget=6) == [1, 3, 5]
+    assert improvements([None, None], budget=2) == []
+
+
+def _curve(strategy: str, latencies) -> RunCurve:
+    return RunCurve(strategy=strategy, task="t", seed=0, latencies=tuple(latencies))
+
+
+def test_the_metric_on_confirmed_curves_ignores_a_lucky_draw():
+    # Recorded: `lucky` drew 0.8 at measurement 2 for a configuration that delivers 1.2; `steady`
+    # found a configuration that delivers 1.0 at measurement 4.
+    recorded = [_curve("lucky", [1.5, 0.8, 1.1, 1.0]), _curve("steady", [2.0, 1.6, 1.4, 0.95])]
+    confirmed = [_curve("lucky", [1.6, 1.2, None, None]), _curve("steady", [2.1, 1.5, 1.3, 1.0])]
+    on_recorded = {s.strategy: s for s in summarize(task_stats(recorded, budget=4), baseline="steady")}
+    on_confirmed = {s.strategy: s for s in summarize(task_stats(confirmed, budget=4), baseline="steady")}
+    assert on_recorded["lucky"].measurement_ratio == 8 / 2  # steady never came within 1.05 x 0.8
+    assert on_confirmed["lucky"].measurement_ratio == 4 / 8  # lucky's pick never came within 1.05 x 1.0
+    assert luck(recorded, confirmed, budget=4) == {"lucky": 0.8 / 1.2, "steady": 0.95 / 1.0}
 
 
 def test_benchmark_confirmation_refuses_a_farm_target():
     with pytest.raises(UsageError, match="farm"):
-        confirm_bests([], budget=1, rounds=1, target="jetson")
+        confirm_curves([], budget=1, rounds=1, target="jetson")
 
 
 @pytest.mark.slow

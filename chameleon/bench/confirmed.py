@@ -1,16 +1,23 @@
-"""The benchmark's confirmed final latency: every run's best configuration, re-measured.
+"""The benchmark, confirmed: every configuration that became a run's best, re-measured.
 
 One measurement on a shared 2-core VM can be off by a third (experiments/results/noise-*.md), so
-a run's best recorded latency is partly the luck of its best draw. Re-measuring the bests of all
-runs of a task together, round after round (:func:`chameleon.tuning.confirm.remeasure`), gives
-each the same conditions; the median of its times is what the confirmed final latency compares.
+a run's best recorded latency is partly the luck of its best draw, and "the first measurement
+within 1.05x of the best any run reached" mostly asks which run drew luckiest. Here every
+configuration that improved a run's recorded best is built again and timed with the others of
+its task (all runs, all strategies), round after round
+(:func:`chameleon.tuning.confirm.remeasure`); the median of its times is its confirmed latency.
+
+A run's *confirmed curve* keeps, at each measurement that improved its recorded best, that
+configuration's confirmed latency (None elsewhere), so its best so far is the fastest confirmed
+configuration among those it had found: what ``make tune``'s confirm step deploys. The usual
+metric (../shared/DESIGN.md, "How search efficiency is measured") applied to these curves gives
+the measurement, time and final-latency ratios without the luck of single draws.
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 
 from chameleon.bench.metrics import RunCurve
@@ -19,22 +26,21 @@ from chameleon.errors import UsageError
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Confirmed:
-    strategy: str
-    task: str
-    seed: int
-    recorded_s: float
-    """The run's best recorded latency within the budget."""
-    confirmed_s: float | None
-    """Median of the re-measured times of that configuration (None: it failed to build or run)."""
+def improvements(latencies, budget: int) -> list[int]:
+    """Indices (0-based, within ``budget``) of the measurements that improved the best so far."""
+    out, best = [], None
+    for i, lat in enumerate(latencies[:budget]):
+        if lat is not None and (best is None or lat < best):
+            out.append(i)
+            best = lat
+    return out
 
 
-def confirm_bests(
+def confirm_curves(
     runs: list[tuple[Path, RunCurve]], *, budget: int, rounds: int, target: str = "llvm"
-) -> list[Confirmed]:
-    """Re-measure the best configuration of every run (within ``budget``), per task all runs'
-    bests together; ``runs`` pairs a run's log directory with its curve."""
+) -> list[RunCurve]:
+    """The confirmed curve of every run; ``runs`` pairs a run's log directory with its curve.
+    A configuration found by several runs is measured once for all of them."""
     from chameleon.hardware.targets import resolve_target
     from chameleon.logs.timeline import read_timeline
     from chameleon.simulate.dataset import load_dataset
@@ -46,75 +52,62 @@ def confirm_bests(
 
     by_task: dict[str, list[tuple[Path, RunCurve]]] = {}
     for log_dir, curve in runs:
-        if curve.best is not None:
-            by_task.setdefault(curve.task, []).append((log_dir, curve))
-    out: list[Confirmed] = []
+        by_task.setdefault(curve.task, []).append((log_dir, curve))
+    out: list[RunCurve] = []
     for task, members in by_task.items():
-        traces, workload = [], None
+        traces: dict[str, object] = {}  # key -> trace, in first-found order
+        steps: list[list[tuple[int, str]]] = []  # per run: (index, key) of each improvement
+        workload = None
         for log_dir, _ in members:
             measured = [m for m in read_timeline(log_dir) if m.task == task][:budget]
-            best = min((m for m in measured if m.latency_s is not None), key=lambda m: m.latency_s)
-            data = load_dataset(log_dir).task(task)
-            workload = data.workload
-            traces.append(data.traces[best.key])
-        logger.info("%s: re-measuring the best of %d runs, %d rounds", task, len(members), rounds)
-        times = remeasure(workload, traces, rounds=rounds, spec=spec, target=spec.tvm_target())
-        for (_, curve), t in zip(members, times, strict=True):
+            found = [(i, measured[i].key) for i in improvements([m.latency_s for m in measured], budget)]
+            steps.append(found)
+            if found:
+                data = load_dataset(log_dir).task(task)
+                workload = data.workload
+                for _, key in found:
+                    traces.setdefault(key, data.traces[key])
+        confirmed: dict[str, float | None] = {}
+        if traces:
+            logger.info(
+                "%s: re-measuring %d configurations of %d runs, %d rounds",
+                task,
+                len(traces),
+                len(members),
+                rounds,
+            )
+            times = remeasure(
+                workload, list(traces.values()), rounds=rounds, spec=spec, target=spec.tvm_target()
+            )
+            confirmed = {
+                key: statistics.median(t) if t else None for key, t in zip(traces, times, strict=True)
+            }
+        for (_, curve), found in zip(members, steps, strict=True):
+            latencies: list[float | None] = [None] * min(budget, len(curve.latencies))
+            for i, key in found:
+                latencies[i] = confirmed[key]
             out.append(
-                Confirmed(
+                RunCurve(
                     strategy=curve.strategy,
                     task=task,
                     seed=curve.seed,
-                    recorded_s=curve.best,
-                    confirmed_s=statistics.median(t) if t else None,
+                    latencies=tuple(latencies),
+                    times=curve.times,
+                    search_s_per_round=curve.search_s_per_round,
                 )
             )
     return out
 
 
-def write_confirmed(confirmed: list[Confirmed], *, path_stem: Path, baseline: str, rounds: int) -> str:
-    """``<stem>-confirmed.csv`` and a markdown section (returned): per strategy, the median over
-    tasks of (median confirmed latency over seeds) / the baseline's, and how far the recorded best
-    sat below its own confirmed latency."""
-    import csv
-
-    with open(f"{path_stem}-confirmed.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["strategy", "task", "seed", "recorded_s", "confirmed_s"])
-        w.writerows([c.strategy, c.task, c.seed, c.recorded_s, c.confirmed_s] for c in confirmed)
-    ok = [c for c in confirmed if c.confirmed_s is not None]
-    strategies = list(dict.fromkeys(c.strategy for c in ok))
-    tasks = list(dict.fromkeys(c.task for c in ok))
-    per_task = {
-        (s, t): statistics.median([c.confirmed_s for c in ok if c.strategy == s and c.task == t])
-        for s in strategies
-        for t in tasks
-        if any(c.strategy == s and c.task == t for c in ok)
-    }
-    lines = [
-        "",
-        f"## Confirmed final latency ({rounds} re-measurements of each run's best, interleaved per task)",
-        "",
-        "Each run's best configuration within the budget is built again and timed with the other runs'"
-        " bests of its task, round after round; its confirmed latency is the median of its times."
-        f" Ratio: strategy / `{baseline}` per task (medians over seeds), then the median over tasks."
-        " Recorded / confirmed: how far below its own confirmed latency the run's best draw was.",
-        "",
-        "| strategy | confirmed final latency vs baseline | recorded / confirmed |",
-        "|---|---:|---:|",
-    ]
-    for s in strategies:
-        ratios = [
-            per_task[s, t] / per_task[baseline, t]
-            for t in tasks
-            if (s, t) in per_task and (baseline, t) in per_task
-        ]
-        luck = statistics.median([c.recorded_s / c.confirmed_s for c in ok if c.strategy == s])
-        ratio = f"{statistics.median(ratios):.3f}" if ratios else "-"
-        lines.append(f"| {s} | {ratio} | {luck:.3f} |")
-    lines += ["", "Per task: median confirmed latency over seeds (ms).", ""]
-    lines += ["| task | " + " | ".join(strategies) + " |", "|---|" + "---:|" * len(strategies)]
-    for t in tasks:
-        cells = [f"{1e3 * per_task[s, t]:.3f}" if (s, t) in per_task else "-" for s in strategies]
-        lines.append(f"| {t} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def luck(recorded: list[RunCurve], confirmed: list[RunCurve], *, budget: int) -> dict[str, float]:
+    """Per strategy, the median over runs of (best recorded draw) / (that configuration's
+    confirmed latency): how far below what it delivers a run's best single measurement sat."""
+    ratios: dict[str, list[float]] = {}
+    by_run = {(c.strategy, c.task, c.seed): c for c in confirmed}
+    for r in recorded:
+        c = by_run.get((r.strategy, r.task, r.seed))
+        found = improvements(r.latencies, budget)
+        if c is None or not found or c.latencies[found[-1]] is None:
+            continue
+        ratios.setdefault(r.strategy, []).append(r.latencies[found[-1]] / c.latencies[found[-1]])
+    return {s: statistics.median(v) for s, v in ratios.items()}

@@ -212,7 +212,9 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
                     on_measure=observer.on_measure,
                 )
                 # After Ctrl-C the callbacks see only the real results of the rounds in flight.
-                callbacks = [StopGuard(stop, [*ms.measure_callback.MeasureCallback.create("default"), recorder])]
+                callbacks = [
+                    StopGuard(stop, [*ms.measure_callback.MeasureCallback.create("default"), recorder])
+                ]
                 with ms.Profiler() as profiler:
                     ms.tune_tasks(
                         tasks=contexts,
