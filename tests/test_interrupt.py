@@ -85,6 +85,9 @@ class _Search:
             self.during()
         return [_candidate()]
 
+    def _initialize_with_tune_context(self, context) -> None:
+        pass
+
     def clone(self):
         return _Search(self.during)
 
@@ -104,6 +107,36 @@ def test_a_signal_during_the_search_ends_the_task_before_anything_is_built():
     flag = StopRequested()
     search = StopAware(_Search(during=lambda: setattr(flag, "signals", 1)), flag)
     assert search.generate_measure_candidates() is None
+
+
+def test_each_search_is_announced_with_its_task_for_progress():
+    from tvm.s_tir import meta_schedule as ms
+
+    searched: list[str] = []
+    search = StopAware(_Search(), StopRequested(), searched.append)
+    search._initialize_with_tune_context(ms.TuneContext(task_name="conv", num_threads=1))
+    search.generate_measure_candidates()
+    assert searched == ["conv"]
+
+
+def test_progress_says_which_task_is_searching_until_results_come_in():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from chameleon.cli.progress import ProgressObserver
+    from chameleon.logs.timeline import Measurement
+
+    observer = ProgressObserver(Console(file=StringIO()))
+    observer.on_start(tasks=["a", "b"], budget=10, already=0)
+    observer.on_search("a")
+    observer.on_search("b")
+    status = lambda: observer.progress.tasks[0].fields["status"]  # noqa: E731
+    assert "2 tasks searched, now b" in status()
+    m = Measurement(task="a", task_index=0, trial=1, n=1, t=1.0, run=1, latency_s=1e-3, error=None, key="k")
+    observer.on_measure([m])
+    observer.on_search("b")
+    assert status().startswith("a") and "best 1.000 ms" in status()
 
 
 def _round(tmp_path: Path):

@@ -25,6 +25,8 @@ class ProgressObserver(TuneObserver):
         self.best: dict[str, float] = {}
         self.errors = 0
         self.bar = None
+        self.searched: set[str] = set()
+        self.measured = False
 
     def __enter__(self) -> ProgressObserver:
         self.progress.start()
@@ -38,7 +40,16 @@ class ProgressObserver(TuneObserver):
             "tune", total=budget, completed=min(already, budget), status=f"{len(tasks)} tasks, starting..."
         )
 
+    def on_search(self, task: str) -> None:
+        # Until the first results arrive (after a first round of every task), say where it is.
+        self.searched.add(task)
+        if not self.measured and self.bar is not None:
+            self.progress.update(
+                self.bar, status=f"first rounds: {len(self.searched)} tasks searched, now {task[:40]}"
+            )
+
     def on_measure(self, batch: list[Measurement]) -> None:
+        self.measured = True
         for m in batch:
             if m.ok:
                 self.best[m.task] = min(self.best.get(m.task, math.inf), m.latency_s)

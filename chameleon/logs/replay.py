@@ -81,8 +81,9 @@ def replay(
 
     log_dir = Path(log_dir)
     run = read_run_file(log_dir)
-    confirmed = (confirmed_dir(log_dir) / WORKLOAD_FILE).exists()
-    database = open_database(confirmed_dir(log_dir) if confirmed else log_dir)
+    records_dir = confirmed_dir(log_dir)
+    confirmed = (records_dir / WORKLOAD_FILE).exists()
+    database = open_database(records_dir if confirmed else log_dir)
     network = load_network(run["model"], batch=run["batch"], image_size=run.get("image_size"))
     target = tvm.target.Target(run["target_json"])
     suffix = Path(library_path).suffix if library_path else ".so"

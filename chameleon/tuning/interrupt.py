@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback, RemoveBuildArtifact
@@ -71,20 +71,24 @@ class StopAware(WrappedSearch):
     never for a build. TVM's schedulers tune every task once before they collect any result (the
     gradient scheduler's first pass), so without this a signal waited for the whole first pass:
     ~8 minutes for ResNet-18 on an H100, where chameleon's first round costs ~20 s a task.
+    ``on_search(task_name)``, if given, is told before each search (progress during that pass).
     """
 
-    def __init__(self, inner, flag: StopRequested) -> None:
+    def __init__(self, inner, flag: StopRequested, on_search: Callable[[str], None] | None = None) -> None:
         super().__init__(inner)
         self.flag = flag
+        self.on_search = on_search
 
     def generate_measure_candidates(self):
         if self.flag:
             return None
+        if self.on_search is not None:
+            self.on_search(self.context.task_name)
         candidates = self.inner.generate_measure_candidates()
         return None if self.flag else candidates
 
     def clone(self):
-        return StopAware(self.inner.clone(), self.flag)
+        return StopAware(self.inner.clone(), self.flag, self.on_search)
 
 
 @derived_object

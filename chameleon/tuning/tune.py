@@ -105,6 +105,9 @@ class TuneObserver:
 
     def on_measure(self, batch: list[Measurement]) -> None: ...
 
+    def on_search(self, task: str) -> None:
+        """A task's search round starts (they run before any result of the first pass comes in)."""
+
 
 def default_log_dir(model: str, target: str) -> Path:
     return Path("tuning_logs") / Path(model).stem / target
@@ -200,7 +203,7 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
                     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                         [t.extracted for t in tasks],
                         work_dir=str(log_dir),
-                        strategy=StopAware(setup.strategy, stop),
+                        strategy=StopAware(setup.strategy, stop, observer.on_search),
                         # A resumed run must not replay the first run's random draws.
                         seed=config.seed + 7919 * (run_info["run"] - 1),
                     )
