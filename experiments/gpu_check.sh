@@ -22,14 +22,7 @@ source experiments/gpu_env.sh
 
 describe_gpu
 
-echo "== tune ResNet-18 on this GPU (${TUNE_S}s), then replay"
-timeout -s INT "$TUNE_S" python3 -m chameleon tune --model resnet18 --target cuda --trials 400 \
-  --log-dir tuning_logs/resnet18/cuda
-echo "tune exit $?"
-timeout -s INT "$REPLAY_S" python3 -m chameleon replay tuning_logs/resnet18/cuda --json > "$OUT/replay.json"
-echo "replay exit $?"
-cat "$OUT/replay.json"
-tar -czf "$OUT/log-cuda.tar.gz" -C tuning_logs/resnet18 cuda
+tune_and_replay "$TUNE_S" "$REPLAY_S"
 echo "== benchmark (quick preset on this GPU, ${BENCH_S}s at most)"
 timeout -s INT "$BENCH_S" python3 -m experiments.bench --preset quick --target cuda \
   --strategy chameleon --strategy evolutionary --strategy chameleon-no-bp --out online-cuda

@@ -35,3 +35,14 @@ print("target:", spec.target_json)
 print("blueprint:", blueprint_for_target(spec.target_json).name)
 '
 }
+
+tune_and_replay() {  # $1: seconds of tuning, $2: seconds for replay; the log and replay.json go to $OUT
+  echo "== tune ResNet-18 on this GPU (${1}s), then replay"
+  timeout -s INT "$1" python3 -m chameleon tune --model resnet18 --target cuda --trials 400 \
+    --log-dir tuning_logs/resnet18/cuda
+  echo "tune exit $?"
+  timeout -s INT "$2" python3 -m chameleon replay tuning_logs/resnet18/cuda --json > "$OUT/replay.json"
+  echo "replay exit $?"
+  cat "$OUT/replay.json"
+  tar -czf "$OUT/log-cuda.tar.gz" -C tuning_logs/resnet18 cuda
+}

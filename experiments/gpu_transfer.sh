@@ -35,13 +35,6 @@ tar -czf "$OUT/runs-transfer-cuda.tar.gz" -C experiments/results/runs transfer-c
 
 if [ "$(left)" -gt 150 ]; then
   tune_s=$(($(left) / 3))
-  echo "== tune ResNet-18 on this GPU (${tune_s}s), then replay"
-  timeout -s INT "$tune_s" python3 -m chameleon tune --model resnet18 --target cuda --trials 400 \
-    --log-dir tuning_logs/resnet18/cuda
-  echo "tune exit $?"
-  timeout -s INT "$(($(left) - 15))" python3 -m chameleon replay tuning_logs/resnet18/cuda --json > "$OUT/replay.json"
-  echo "replay exit $?"
-  cat "$OUT/replay.json"
-  tar -czf "$OUT/log-cuda.tar.gz" -C tuning_logs/resnet18 cuda
+  tune_and_replay "$tune_s" "$(($(left) - tune_s - 15))"
 fi
 ls -la "$OUT"
