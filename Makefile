@@ -16,7 +16,7 @@ SERVERS  ?= 2
 FARM_PORT ?= 9190
 FARM_ARGS := $(if $(TRACKER),--tracker $(TRACKER)) $(if $(KEY),--key $(KEY))
 
-.PHONY: help install tune confirm replay report test test-fast lint bench bench-quick bench-offline farm clean
+.PHONY: help install tune confirm replay report test test-fast lint bench bench-quick bench-transfer bench-offline farm clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,10 @@ bench: $(STAMP)  ## online benchmark, full preset (hours; runs on this machine's
 
 bench-quick: $(STAMP)  ## online benchmark, quick preset (1 seed; its 2-seed run took ~25 min on 2 cores)
 	$(BIN)/python -m experiments.bench --preset quick
+
+bench-transfer: $(STAMP)  ## warm start (issue 5): chameleon on an AVX2-only target, cold vs pre-trained on the AVX-512 dataset
+	$(BIN)/python -m experiments.bench --preset quick --seeds 2 --target llvm-avx2 --strategy chameleon \
+	  --baseline chameleon --warm-start experiments/datasets/resnet18-llvm.tar.gz --out transfer-avx2
 
 bench-offline: $(STAMP)  ## every strategy over many seeds on the committed datasets (simulated)
 	$(BIN)/python -m experiments.bench_offline
