@@ -70,7 +70,7 @@ class StopAware(WrappedSearch):
     Checked before and after the inner search, so a stop waits for at most the search in flight,
     never for a build. TVM's schedulers tune every task once before they collect any result (the
     gradient scheduler's first pass), so without this a signal waited for the whole first pass:
-    ~8 minutes for ResNet-18 on an H100, where chameleon's first round costs ~20 s a task.
+    on an H100, chameleon's first round costs ~20-40 s a task, so ~10 minutes for ResNet-18's 22.
     ``on_search(task_name)``, if given, is told before each search (progress during that pass).
     """
 
