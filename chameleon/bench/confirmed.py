@@ -44,7 +44,7 @@ def confirm_curves(
     from chameleon.hardware.targets import resolve_target
     from chameleon.logs.timeline import read_timeline
     from chameleon.simulate.dataset import load_dataset
-    from chameleon.tuning.confirm import remeasure
+    from chameleon.tuning.confirm import measurers, remeasure
 
     spec = resolve_target(target)
     if spec.needs_farm:
@@ -54,48 +54,55 @@ def confirm_curves(
     for log_dir, curve in runs:
         by_task.setdefault(curve.task, []).append((log_dir, curve))
     out: list[RunCurve] = []
-    for task, members in by_task.items():
-        traces: dict[str, object] = {}  # key -> trace, in first-found order
-        steps: list[list[tuple[int, str]]] = []  # per run: (index, key) of each improvement
-        workload = None
-        for log_dir, _ in members:
-            measured = [m for m in read_timeline(log_dir) if m.task == task][:budget]
-            found = [(i, measured[i].key) for i in improvements([m.latency_s for m in measured], budget)]
-            steps.append(found)
-            if found:
-                data = load_dataset(log_dir).task(task)
-                workload = data.workload
-                for _, key in found:
-                    traces.setdefault(key, data.traces[key])
-        confirmed: dict[str, float | None] = {}
-        if traces:
-            logger.info(
-                "%s: re-measuring %d configurations of %d runs, %d rounds",
-                task,
-                len(traces),
-                len(members),
-                rounds,
-            )
-            times = remeasure(
-                workload, list(traces.values()), rounds=rounds, spec=spec, target=spec.tvm_target()
-            )
-            confirmed = {
-                key: statistics.median(t) if t else None for key, t in zip(traces, times, strict=True)
-            }
-        for (_, curve), found in zip(members, steps, strict=True):
-            latencies: list[float | None] = [None] * min(budget, len(curve.latencies))
-            for i, key in found:
-                latencies[i] = confirmed[key]
-            out.append(
-                RunCurve(
-                    strategy=curve.strategy,
-                    task=task,
-                    seed=curve.seed,
-                    latencies=tuple(latencies),
-                    times=curve.times,
-                    search_s_per_round=curve.search_s_per_round,
+    with measurers(spec) as (builder, runner):  # one worker pool and runner for every task
+        for task, members in by_task.items():
+            traces: dict[str, object] = {}  # key -> trace, in first-found order
+            steps: list[list[tuple[int, str]]] = []  # per run: (index, key) of each improvement
+            workload = None
+            for log_dir, _ in members:
+                measured = [m for m in read_timeline(log_dir) if m.task == task][:budget]
+                found = [(i, measured[i].key) for i in improvements([m.latency_s for m in measured], budget)]
+                steps.append(found)
+                if found:
+                    data = load_dataset(log_dir).task(task)
+                    workload = data.workload
+                    for _, key in found:
+                        traces.setdefault(key, data.traces[key])
+            confirmed: dict[str, float | None] = {}
+            if traces:
+                logger.info(
+                    "%s: re-measuring %d configurations of %d runs, %d rounds",
+                    task,
+                    len(traces),
+                    len(members),
+                    rounds,
                 )
-            )
+                times = remeasure(
+                    workload,
+                    list(traces.values()),
+                    rounds=rounds,
+                    spec=spec,
+                    target=spec.tvm_target(),
+                    builder=builder,
+                    runner=runner,
+                )
+                confirmed = {
+                    key: statistics.median(t) if t else None for key, t in zip(traces, times, strict=True)
+                }
+            for (_, curve), found in zip(members, steps, strict=True):
+                latencies: list[float | None] = [None] * min(budget, len(curve.latencies))
+                for i, key in found:
+                    latencies[i] = confirmed[key]
+                out.append(
+                    RunCurve(
+                        strategy=curve.strategy,
+                        task=task,
+                        seed=curve.seed,
+                        latencies=tuple(latencies),
+                        times=curve.times,
+                        search_s_per_round=curve.search_s_per_round,
+                    )
+                )
     return out
 
 

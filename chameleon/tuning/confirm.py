@@ -11,10 +11,11 @@ further removes it, since it would then be out of date. The main log is never mo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,22 @@ def discard_confirmation(log_dir: str | Path) -> None:
         logger.info("%s removed: the log is being tuned further (run `chameleon confirm` again)", path)
 
 
+@contextlib.contextmanager
+def measurers(spec: TargetSpec, measure: MeasureConfig | None = None) -> Iterator[tuple[object, object]]:
+    """A builder and a runner for ``spec`` (local, or the farm ``measure`` names), shut down on exit:
+    one worker pool and one runner for any number of :func:`remeasure` calls."""
+    from chameleon.tuning.measure import make_builder, make_runner
+
+    builder = make_builder(spec)
+    runner = make_runner(spec, measure or MeasureConfig())
+    try:
+        yield builder, runner
+    finally:
+        builder.shutdown()
+        if hasattr(runner, "shutdown"):
+            runner.shutdown()
+
+
 def remeasure(
     workload,
     traces: list,
@@ -53,33 +70,29 @@ def remeasure(
     """Times (s) of each trace's schedule of ``workload``: built once for ``target`` and run
     ``rounds`` times, interleaved, with ``measure`` 's runner (local, or the farm it names); []
     for a trace that fails to build or run. ``builder``, ``runner``: ones to reuse across calls
-    (default: fresh ones, shut down before returning). The build artifacts are removed, as the
-    task scheduler removes them after a tuning round."""
+    (from :func:`measurers`; default: fresh ones for this call). The build artifacts are removed,
+    as the task scheduler removes them after a tuning round."""
+    if builder is None or runner is None:
+        with measurers(spec, measure) as (builder, runner):
+            return remeasure(
+                workload, traces, rounds=rounds, spec=spec, target=target, builder=builder, runner=runner
+            )
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.utils import remove_build_dir
     from tvm.s_tir.schedule import Schedule
 
     from chameleon.logs.timeline import mean_latency
     from chameleon.space.space import to_measure_candidate
-    from chameleon.tuning.measure import make_builder, make_runner
 
     candidates = []
     for trace in traces:
         sch = Schedule(workload)
         trace.apply_to_schedule(sch, remove_postproc=False)
         candidates.append(to_measure_candidate(sch))
-    own = builder is None
-    builder = make_builder(spec) if own else builder
-    try:
-        built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates])
-    finally:
-        if own:
-            builder.shutdown()
+    built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates])
     ok = [i for i, b in enumerate(built) if not b.error_msg]
     for i in sorted(set(range(len(built))) - set(ok)):
         logger.warning("re-measure: candidate %d did not build: %s", i, built[i].error_msg.strip()[-300:])
-    own_runner = runner is None
-    runner = make_runner(spec, measure or MeasureConfig()) if own_runner else runner
     device = "cuda" if spec.kind == "gpu" else "cpu"
     times: list[list[float]] = [[] for _ in traces]
     try:
@@ -95,8 +108,6 @@ def remeasure(
     finally:
         for i in ok:
             remove_build_dir(built[i].artifact_path)
-        if own_runner and hasattr(runner, "shutdown"):
-            runner.shutdown()
     return times
 
 
@@ -134,7 +145,6 @@ def confirm_log(
     from chameleon.logs.database import open_database
     from chameleon.logs.metadata import read_run_file
     from chameleon.logs.timeline import mean_latency
-    from chameleon.tuning.measure import make_builder, make_runner
 
     if top < 1 or rounds < 1:
         raise ChameleonError(f"--top and --rounds must be at least 1, not {top} and {rounds}")
@@ -151,9 +161,7 @@ def confirm_log(
     confirmed_db = ms.database.JSONDatabase(work_dir=str(staging))
     results = []
     workloads = _workloads(database)
-    builder = make_builder(spec)  # one worker pool and one runner for every task
-    runner = make_runner(spec, measure or MeasureConfig())
-    try:
+    with measurers(spec, measure) as (builder, runner):  # one worker pool and runner for all
         for i, (workload_hash, workload) in enumerate(workloads.items()):
             name = names.get(workload_hash, f"workload {workload_hash}")
             if on_task:
@@ -184,10 +192,6 @@ def confirm_log(
                     )
             results.append(TaskConfirmation(task=name, recorded_s=logged, confirmed_s=confirmed))
             logger.info("%s: re-measured %d records", name, len(records))
-    finally:
-        builder.shutdown()
-        if hasattr(runner, "shutdown"):
-            runner.shutdown()
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return results

@@ -113,7 +113,7 @@ class StopGuard(PyMeasureCallback):
                 for i, (b, r) in enumerate(zip(rounds[1], rounds[2], strict=True))
                 if b.error_msg is None and r.error_msg is None and mean_latency(r.run_secs) is not None
             ]
-            dropped = [i for i in range(len(rounds[0])) if i not in set(ok)]
+            dropped = sorted(set(range(len(rounds[0]))) - set(ok))
             RemoveBuildArtifact().apply(task_scheduler, task_id, *([x[i] for i in dropped] for x in rounds))
             rounds = [[x[i] for i in ok] for x in rounds]
             if not ok:
