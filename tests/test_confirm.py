@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,25 @@ from chameleon.errors import UsageError
 
 
 @pytest.mark.slow
-def test_every_improving_configuration_of_a_real_run_is_rebuilt_and_timed(tiny_log: Path):
+def test_every_improving_configuration_of_a_real_run_is_rebuilt_and_timed(
+    tiny_log: Path, tmp_path: Path, monkeypatch
+):
     from chameleon.bench.online import run_curve
     from chameleon.logs.timeline import read_timeline
 
     task = read_timeline(tiny_log)[0].task
     curve = run_curve(tiny_log, strategy="random", task=task, seed=0)
-    build_dirs = set(Path(tempfile.gettempdir()).glob("chameleon-build-*"))
+    # The build workers (started inside) put their artifacts here, not beside other tuners' in /tmp.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    from tvm.s_tir.meta_schedule import utils
+
+    removed: list[str] = []
+    remove = utils.remove_build_dir
+    monkeypatch.setattr(utils, "remove_build_dir", lambda path: (removed.append(path), remove(path)))
     twin = RunCurve(strategy="twin", task=task, seed=0, latencies=curve.latencies)  # same configurations
     mine, other = confirm_curves([(tiny_log, curve), (tiny_log, twin)], budget=12, rounds=3)
-    assert set(Path(tempfile.gettempdir()).glob("chameleon-build-*")) <= build_dirs  # artifacts removed
+    assert removed and all(Path(p).is_relative_to(tmp_path) for p in removed)
+    assert not list(tmp_path.glob("chameleon-build-*"))  # artifacts removed
     found = improvements(curve.latencies, 12)
     assert [i for i, v in enumerate(mine.latencies) if v is not None] == found
     assert mine.latencies == other.latencies  # one configuration, one confirmed latency for both runs
