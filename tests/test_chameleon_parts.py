@@ -317,3 +317,35 @@ def test_exploit_share_measures_the_top_of_the_plan_late_in_the_budget(dense_sea
     greedy = int(round(8 * spent))
     assert len(chosen) == 8 and len(set(chosen)) == 8
     assert chosen[:greedy] == configs[:greedy]
+
+
+def test_a_used_up_space_ends_the_round_without_drawing_on(monkeypatch):
+    """A reshape has one configuration: the first round proposes it, the next proposes nothing,
+    and neither replays the sketch more than a few batches' worth (an earlier version drew
+    ``max_materialize_tries`` batches of 120 samples each, minutes per such task)."""
+    import tvm
+    from tvm import te, topi
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.runner import RunnerResult
+
+    from chameleon.search.chameleon_search import ChameleonConfig, ChameleonSearch
+    from chameleon.space.space import KnobSpace
+
+    a = te.placeholder((8, 4), name="A")
+    mod = tvm.IRModule({"main": te.create_prim_func([a, topi.reshape(a, (32,))])})
+    ctx = ms.TuneContext(
+        mod=mod,
+        target=tvm.target.Target({"kind": "llvm", "num-cores": 2}),
+        space_generator="post-order-apply",
+    )
+    search = ChameleonSearch(config=ChameleonConfig(), blueprint=get_blueprint("x86-avx512-server"))
+    search._initialize_with_tune_context(ctx)
+    draws = []
+    sample = KnobSpace.sample_config
+    monkeypatch.setattr(KnobSpace, "sample_config", lambda self, rng: draws.append(1) or sample(self, rng))
+    search.pre_tuning(64, 16, ctx.generate_design_space())
+    assert search.space.size() == 1
+    (candidate,) = search.generate_measure_candidates()
+    search.notify_runner_results([candidate], [RunnerResult(run_secs=[1e-6], error_msg=None)])
+    assert search.generate_measure_candidates() is None
+    assert len(draws) <= 3 * 2 * 16 * ChameleonConfig().prior_oversample

@@ -39,6 +39,9 @@ from chameleon.space.space import Config, KnobSpace, to_measure_candidate
 
 logger = logging.getLogger(__name__)
 
+_STALE_BATCHES = 3
+"""Random batches in a row without a new configuration after which a round stops drawing."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ChameleonConfig:
@@ -282,15 +285,30 @@ class ChameleonSearch(PySearchStrategy):
         return is_rejected(check(sch.mod, self.blueprint), strict=self.config.strict_validity)
 
     def _random_valid(self, n: int) -> list[tuple[Config, object]]:
-        """Up to ``n`` valid unmeasured sampled configurations, drawn in batches of ``2n``."""
+        """Up to ``n`` valid unmeasured sampled configurations, drawn in batches of ``2n``.
+
+        Gives up after ``max_materialize_tries`` draws, when every configuration of the space is
+        taken, or after ``_STALE_BATCHES`` batches in a row that bring no configuration not seen
+        before: a small space (a reshape has one configuration, a pooling a few dozen) is used up,
+        and drawing on would replay its sketches thousands of times for nothing.
+        """
         chosen: list[tuple[Config, object]] = []
-        tries = 0
-        while len(chosen) < n and tries < self.config.max_materialize_tries:
-            batch = self._random_configs(2 * (n - len(chosen)))
-            tries += max(len(batch), 1)
+        draws = stale = 0
+        while len(chosen) < n and draws < self.config.max_materialize_tries and stale < _STALE_BATCHES:
+            if self._space_used_up(len(chosen)):
+                break
+            want = 2 * (n - len(chosen))
+            batch = self._random_configs(want)
+            draws += want
             taken = {c for c, _ in chosen}
-            chosen += self._first_valid((c for c in batch if c not in taken), n - len(chosen))
+            fresh = [c for c in dict.fromkeys(batch) if c not in taken and c not in self.measured]
+            stale = 0 if any(c not in self.invalid for c in fresh) else stale + 1
+            chosen += self._first_valid(fresh, n - len(chosen))
         return chosen
+
+    def _space_used_up(self, chosen: int) -> bool:
+        """Every configuration of the space is measured, invalid or chosen this round."""
+        return self.space.size() <= len(self.measured) + len(self.invalid) + chosen
 
     def _first_valid(self, configs, n: int, cache: dict | None = None) -> list[tuple[Config, object]]:
         """The first ``n`` of ``configs`` that are unmeasured, distinct and valid programs."""
