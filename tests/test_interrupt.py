@@ -139,6 +139,30 @@ def test_progress_says_which_task_is_searching_until_results_come_in():
     assert status().startswith("a") and "best 1.000 ms" in status()
 
 
+def test_progress_without_a_terminal_prints_a_line_per_round():
+    """Under nohup or CI rich draws its bar only at the end: the status comes as plain lines."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from chameleon.cli.progress import ProgressObserver
+    from chameleon.logs.timeline import Measurement
+
+    out = StringIO()
+    with ProgressObserver(Console(file=out, width=200)) as observer:
+        observer.on_start(tasks=["a", "b"], budget=10, already=2)
+        observer.on_search("a")
+        batch = [
+            Measurement(task="a", task_index=0, trial=i, n=1, t=1.0, run=1, latency_s=s, error=None, key=None)
+            for i, s in ((3, 2e-3), (4, 1e-3))
+        ]
+        observer.on_measure(batch)
+        lines = out.getvalue().splitlines()
+        assert lines[0].startswith("tuning 2/10  2 tasks, starting...")
+        assert lines[1].startswith("tuning 2/10  first rounds: 1 tasks searched, now a")
+        assert lines[2].startswith("tuning 4/10  a  best 1.000 ms  errors 0")
+
+
 def _round(tmp_path: Path):
     """Three measured candidates: a success, a killed build, a killed run (with its artifact)."""
     from tvm.s_tir.meta_schedule.builder import BuilderResult
