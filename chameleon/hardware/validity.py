@@ -268,6 +268,11 @@ def _scan_kernel(root: Any) -> _Kernel:
     return k
 
 
+def kernel_scope_bytes(body: Any) -> list[dict[str, int]]:
+    """Bytes allocated per storage scope in each kernel of a lowered PrimFunc body."""
+    return [_scan_kernel(root).scope_bytes for root in _kernels(body)[0]]
+
+
 def _check_gpu(name: str, func: Any, bp: Blueprint, cfg: ValidityConfig) -> list[Violation]:
     lowered = _lower_for_gpu(name, func)
     roots, host_stores = _kernels((lowered or func).body)

@@ -131,7 +131,10 @@ class ChameleonSearch(PySearchStrategy):
         self.sent = 0
         self.rng = np.random.default_rng(self.seed)
         self.space = KnobSpace.from_design_spaces(
-            mod=self.context.mod, design_spaces=design_spaces, postprocs=self.postprocs
+            mod=self.context.mod,
+            design_spaces=design_spaces,
+            postprocs=self.postprocs,
+            precheck=self._precheck(),
         )
         n_sketch, kmax = len(self.space.sketches), max(self.space.num_knobs_max, 1)
         self.n_options = np.ones((n_sketch, kmax), dtype=np.int64)
@@ -167,17 +170,27 @@ class ChameleonSearch(PySearchStrategy):
             if len(y):
                 self.model.set_prior(X, y)
 
+    def _precheck(self):
+        """On a GPU target, reject before the postprocessors what ``VerifyGPUCode`` rejects after them."""
+        from chameleon.tvm_glue.gpu_precheck import GpuPrecheck
+
+        target = self.context.target
+        return GpuPrecheck(target).rejects if GpuPrecheck.applies_to(target, self.postprocs) else None
+
     def post_tuning(self) -> None:
         self.stats[self.context.task_name] = {
             "measured": len(self.measured),
             "invalid": len(self.invalid) - self.rejected,
             "rejected_by_blueprint": self.rejected,
+            "invalid_before_postprocs": self.space.prechecked,
         }
         logger.info(
-            "%s: %d measured, %d invalid configurations seen, %d rejected by the blueprint before measuring",
+            "%s: %d measured, %d invalid configurations seen (%d of them found before the postprocessors), "
+            "%d rejected by the blueprint before measuring",
             self.context.task_name,
             len(self.measured),
             len(self.invalid) - self.rejected,
+            self.space.prechecked,
             self.rejected,
         )
 
@@ -252,25 +265,33 @@ class ChameleonSearch(PySearchStrategy):
             return X
         return np.concatenate([X, np.broadcast_to(self.embedding, (len(X), len(self.embedding)))], axis=1)
 
-    def _random_configs(self, n: int) -> list[Config]:
+    def _random_configs(self, n: int, replayed: dict | None = None) -> list[Config]:
         """``n`` fresh configurations from MetaSchedule's own sampler (see
         :meth:`KnobSpace.sample_config`); with a blueprint, the prior picks them from a larger
-        pool. Duplicates are possible; callers skip what is taken."""
+        pool. Duplicates are possible; callers skip what is taken. ``replayed``: where to keep
+        the picked configurations' sampled schedules, for :meth:`_materialize`."""
         pool_size = n * (self.config.prior_oversample if self.prior is not None else 1)
-        pool = [c for c in (self.space.sample_config(self.rng) for _ in range(pool_size)) if c is not None]
-        return self.prior.choose(pool, n, self.rng) if self.prior is not None else pool
+        drawn = dict(d for d in (self.space.sample(self.rng) for _ in range(pool_size)) if d is not None)
+        pool = list(drawn)
+        picked = self.prior.choose(pool, n, self.rng) if self.prior is not None else pool
+        if replayed is not None:
+            replayed.update((c, drawn[c]) for c in picked)
+        return picked
 
     def _taken(self, config: Config, chosen: set[Config]) -> bool:
         return config in self.measured or config in chosen
 
-    def _materialize(self, config: Config, cache: dict):
+    def _materialize(self, config: Config, cache: dict, replayed: dict | None = None):
         """The schedule of ``config``; None (remembered) when it is not a valid program or the
-        blueprint's validity rules reject it, which saves its measurement."""
+        blueprint's validity rules reject it, which saves its measurement. ``replayed``: sampled
+        schedules by configuration (see :meth:`_random_configs`); one found there is used up."""
         if config in cache:
             return cache[config]
         sch = None
         if config not in self.invalid:
-            sch = self.space.materialize(config, seed=int(self.rng.integers(1, 2**30)))
+            seed = int(self.rng.integers(1, 2**30))
+            drawn = replayed.pop(config, None) if replayed else None
+            sch = self.space.materialize(config, seed=seed, replayed=drawn)
             if sch is not None and self.checks_validity and self._rejected_by_blueprint(sch):
                 self.rejected += 1
                 sch = None
@@ -293,24 +314,27 @@ class ChameleonSearch(PySearchStrategy):
         and drawing on would replay its sketches thousands of times for nothing.
         """
         chosen: list[tuple[Config, object]] = []
+        replayed: dict = {}  # the draws' schedules: materialising them needs no second replay
         draws = stale = 0
         while len(chosen) < n and draws < self.config.max_materialize_tries and stale < _STALE_BATCHES:
             if self._space_used_up(len(chosen)):
                 break
             want = 2 * (n - len(chosen))
-            batch = self._random_configs(want)
+            batch = self._random_configs(want, replayed)
             draws += want
             taken = {c for c, _ in chosen}
             fresh = [c for c in dict.fromkeys(batch) if c not in taken and c not in self.measured]
             stale = 0 if any(c not in self.invalid for c in fresh) else stale + 1
-            chosen += self._first_valid(fresh, n - len(chosen))
+            chosen += self._first_valid(fresh, n - len(chosen), replayed=replayed)
         return chosen
 
     def _space_used_up(self, chosen: int) -> bool:
         """Every configuration of the space is measured, invalid or chosen this round."""
         return self.space.size() <= len(self.measured) + len(self.invalid) + chosen
 
-    def _first_valid(self, configs, n: int, cache: dict | None = None) -> list[tuple[Config, object]]:
+    def _first_valid(
+        self, configs, n: int, cache: dict | None = None, replayed: dict | None = None
+    ) -> list[tuple[Config, object]]:
         """The first ``n`` of ``configs`` that are unmeasured, distinct and valid programs."""
         chosen: list[tuple[Config, object]] = []
         keys: set[Config] = set()
@@ -320,7 +344,7 @@ class ChameleonSearch(PySearchStrategy):
                 break
             if self._taken(config, keys):
                 continue
-            sch = self._materialize(config, cache)
+            sch = self._materialize(config, cache, replayed)
             if sch is not None:
                 chosen.append((config, sch))
                 keys.add(config)

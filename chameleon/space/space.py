@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -40,12 +40,24 @@ Config = tuple[int, tuple[int, ...]]
 class KnobSpace:
     """Chameleon's view of a task's MetaSchedule design spaces."""
 
-    def __init__(self, *, mod: IRModule, sketches: Sequence[Sketch], postprocs: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        *,
+        mod: IRModule,
+        sketches: Sequence[Sketch],
+        postprocs: Sequence[Any],
+        precheck: Callable[[Schedule], str | None] | None = None,
+    ) -> None:
         if not sketches:
             raise ValueError("a knob space needs at least one sketch")
         self.mod = mod
         self.sketches: tuple[Sketch, ...] = tuple(sketches)
         self.postprocs = list(postprocs)
+        self.precheck = precheck
+        """Reason a replayed schedule will fail the postprocessors, checked before running them
+        (``tvm_glue.gpu_precheck`` on GPU targets); None: always run them."""
+        self.prechecked = 0
+        """Configurations the precheck rejected."""
         self._by_signature = {s.signature: i for i, s in enumerate(self.sketches)}
         self.num_knobs_max = max(s.num_knobs for s in self.sketches)
         self._tile_parts = max(
@@ -69,6 +81,7 @@ class KnobSpace:
         design_spaces: Sequence[Schedule | Trace],
         postprocs: Sequence[Any],
         config: SpaceConfig | None = None,
+        precheck: Callable[[Schedule], str | None] | None = None,
     ) -> KnobSpace:
         """Build the space of ``TuneContext.generate_design_space()`` for ``ctx.mod``.
 
@@ -85,7 +98,7 @@ class KnobSpace:
                 continue
             seen.add(sketch.signature)
             sketches.append(sketch)
-        space = cls(mod=mod, sketches=sketches, postprocs=postprocs)
+        space = cls(mod=mod, sketches=sketches, postprocs=postprocs, precheck=precheck)
         logger.info(
             "knob space: %d sketches, knobs %s, %.3g configurations",
             len(sketches),
@@ -146,13 +159,20 @@ class KnobSpace:
         is the distribution of MetaSchedule's ``ReplayTrace`` and of ``EvolutionarySearch``'s
         initial population. None when the sample decodes to no configuration of this space.
         """
+        drawn = self.sample(rng)
+        return None if drawn is None else drawn[0]
+
+    def sample(self, rng: np.random.Generator) -> tuple[Config, Schedule] | None:
+        """:meth:`sample_config` and the schedule it replayed, which :meth:`materialize` can take
+        instead of replaying the configuration again."""
         s = int(rng.integers(len(self.sketches)))
         try:
             sch = replay(self.mod, self.sketches[s].trace.insts, {}, seed=int(rng.integers(1, 2**30)))
         except Exception as err:  # a failed draw is only a lost sample
             logger.debug("sampling sketch %d failed: %s", s, err)
             return None
-        return self.decode(sch.trace)
+        config = self.decode(sch.trace)
+        return None if config is None else (config, sch)
 
     def step(self, config: Config, actions: Sequence[int] | np.ndarray) -> Config:
         """Add one action in {-1, 0, +1} per knob, clamped to the option range.
@@ -170,7 +190,9 @@ class KnobSpace:
 
     # --------------------------------------------------------------------- programs
 
-    def materialize(self, config: Config, *, seed: int = 1) -> Schedule | None:
+    def materialize(
+        self, config: Config, *, seed: int = 1, replayed: Schedule | None = None
+    ) -> Schedule | None:
         """The post-processed schedule of ``config``; None when it is not a valid program.
 
         TVM does not reject every invalid decision: ``SamplePerfectTile`` silently repairs a tile
@@ -178,19 +200,27 @@ class KnobSpace:
         clamps a location that is not valid under the chosen tiles to the nearest valid one below.
         The decisions are therefore read back from the replayed trace, and any difference from
         the requested ones makes the configuration invalid, as do replay errors and postprocessor
-        failures.
+        failures. ``replayed``: the schedule :meth:`sample` drew ``config`` from (its decisions
+        are the configuration's by construction); it is post-processed in place, not replayed.
         """
         self.validate(config)
         s, idx = config
         sketch = self.sketches[s]
         try:
-            sch = replay(self.mod, sketch.trace.insts, sketch.decisions(idx), seed=seed)
-            insts = sch.trace.insts
-            for knob, j in zip(sketch.knobs, idx, strict=True):
-                got = normalize_decision(sch.trace.get_decision(insts[knob.inst_index]))
-                if got != knob.options[j]:
-                    logger.debug("%s: %s requested, %s applied", knob.name, knob.options[j], got)
-                    return None
+            sch = replayed
+            if sch is None:
+                sch = replay(self.mod, sketch.trace.insts, sketch.decisions(idx), seed=seed)
+                insts = sch.trace.insts
+                for knob, j in zip(sketch.knobs, idx, strict=True):
+                    got = normalize_decision(sch.trace.get_decision(insts[knob.inst_index]))
+                    if got != knob.options[j]:
+                        logger.debug("%s: %s requested, %s applied", knob.name, knob.options[j], got)
+                        return None
+            reason = self.precheck(sch) if self.precheck is not None else None
+            if reason is not None:
+                self.prechecked += 1
+                logger.debug("%s rejected before the postprocessors: %s", config, reason)
+                return None
             sch.enter_postproc()
             for p in self.postprocs:
                 if not p.apply(sch):
