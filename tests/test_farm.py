@@ -130,6 +130,22 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+def take_input(directory: Path) -> RunnerInput:
+    """A ``take`` along axis 0 of a (3, 32, 64) table by a scalar int64 index, in "fast" mode (no
+    bounds check), as a transformer's exported graph has one; built like ``artifact``."""
+    from tvm import topi
+    from tvm.support.tar import tar
+
+    table, index = te.placeholder((3, 32, 64), name="table"), te.placeholder((), "int64", name="index")
+    out = topi.take(table, index, axis=0, mode="fast")
+    path = directory / "tvm_tmp_mod.tar"
+    fast_build(tvm.IRModule({"main": te.create_prim_func([table, index, out])}), TARGET, None).export_library(
+        str(path), fcompile=tar
+    )
+    args = [TensorInfo("float32", [3, 32, 64]), TensorInfo("int64", []), TensorInfo("float32", [32, 64])]
+    return RunnerInput(str(path), "cpu", args)
+
+
 def config_for(farm: LocalFarm, **overrides: object) -> FarmConfig:
     host, port = farm.tracker
     values: dict = {"tracker_host": host, "tracker_port": port, "key": farm.key, "min_repeat_ms": 10}
@@ -307,6 +323,25 @@ def test_runner_measures_in_parallel_and_does_not_retry_kernel_errors(farm: Loca
     assert results[3].run_secs is None and "Error caught from RPC call" in results[3].error_msg
     assert (runner.stats.submitted, runner.stats.retries) == (4, 0)
     assert session_counts(farm)[0] > 0 and session_counts(farm)[1] > 0  # both devices were used
+
+
+@pytest.mark.slow
+def test_runner_feeds_index_tensors_valid_indices(farm: LocalFarm, tmp_path: Path) -> None:
+    """A take with a random int64 index reads far outside its table and kills the server's
+    session; the farm runner zeroes integer inputs (``tvm_glue.arguments``)."""
+    (result,) = [f.result() for f in make_farm_runner(config_for(farm)).run([take_input(tmp_path)])]
+    assert result.error_msg is None and 0 < float(result.run_secs[0]) < 1
+
+
+def test_local_runner_feeds_index_tensors_valid_indices(tmp_path: Path) -> None:
+    """The same take through the local runner ``chameleon tune`` uses (MetaSchedule's default
+    random fill crashes its worker: "Subprocess terminated")."""
+    from chameleon.hardware.targets import resolve_target
+    from chameleon.tuning.measure import MeasureConfig, make_runner
+
+    runner = make_runner(resolve_target("llvm"), MeasureConfig(min_repeat_ms=1))
+    (result,) = [f.result() for f in runner.run([take_input(tmp_path)])]
+    assert result.error_msg is None and 0 < float(result.run_secs[0]) < 1
 
 
 @pytest.mark.slow

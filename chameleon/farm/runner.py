@@ -42,6 +42,7 @@ from tvm.support.popen_pool import PopenPoolExecutor
 
 from chameleon.errors import ChameleonError, UsageError
 from chameleon.farm.tracker import check_reachable, farm_status, wait_for_devices
+from chameleon.tvm_glue.arguments import alloc_rpc_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ class FarmRunner(PyRunner):
                 enable_cpu_cache_flush=config.enable_cpu_cache_flush,
             ),
             cooldown_sec=config.cooldown_s,
+            f_alloc_argument=alloc_rpc_arguments,
             f_run_evaluator=evaluator,
             max_workers=max_workers,
         )

@@ -58,7 +58,13 @@ def make_runner(spec: TargetSpec, config: MeasureConfig):
             min_repeat_ms=config.min_repeat_ms,
             enable_cpu_cache_flush=False,
         )
-        return ms.runner.LocalRunner(evaluator_config=evaluator, timeout_sec=config.run_timeout_s)
+        from chameleon.tvm_glue.arguments import alloc_local_arguments
+
+        return ms.runner.LocalRunner(
+            evaluator_config=evaluator,
+            timeout_sec=config.run_timeout_s,
+            f_alloc_argument=alloc_local_arguments,
+        )
     from chameleon.farm.runner import FarmConfig, make_farm_runner
     from chameleon.farm.tracker import check_reachable, key_from_env, parse_tracker, wait_for_devices
 
