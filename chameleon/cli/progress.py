@@ -55,7 +55,9 @@ class ProgressObserver(TuneObserver):
         if self.plain:
             elapsed = time.monotonic() - self.started
             self.progress.console.print(
-                f"tuning {self.done}/{self.budget}  {status}  [{elapsed:.0f} s]", highlight=False
+                f"tuning {self.done}/{self.budget}  {status}  [{elapsed:.0f} s]",
+                highlight=False,
+                soft_wrap=True,
             )
 
     def on_search(self, task: str) -> None:
