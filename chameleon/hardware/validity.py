@@ -151,13 +151,12 @@ def check(mod: Any, blueprint: Blueprint, *, config: ValidityConfig | None = Non
 # ---------------------------------------------------------------- GPU
 
 
-def _lower_for_gpu(name: str, func: Any) -> Any | None:
-    """``func`` lowered with VerifyGPUCode's pass list (minus LowerIntrin), or None on failure."""
-    import tvm
+def compaction_passes() -> list:
+    """VerifyGPUCode's phase-1 passes up to ``CompactBufferAllocation`` (buffers get the footprint
+    they have under their compute-at loop)."""
     from tvm.s_tir import transform as S
-    from tvm.tirx import transform as T
 
-    passes = [
+    return [
         S.LowerCrossThreadReduction(),
         S.LowerInitBlock(),
         S.PlanAndUpdateBufferAllocationLocation(),
@@ -165,6 +164,17 @@ def _lower_for_gpu(name: str, func: Any) -> Any | None:
         S.LiftThreadBinding(),
         S.ManifestSharedMemoryLocalStage(),
         S.CompactBufferAllocation(),
+    ]
+
+
+def _lower_for_gpu(name: str, func: Any) -> Any | None:
+    """``func`` lowered with VerifyGPUCode's pass list (minus LowerIntrin), or None on failure."""
+    import tvm
+    from tvm.s_tir import transform as S
+    from tvm.tirx import transform as T
+
+    passes = [
+        *compaction_passes(),
         T.StmtSimplify(),
         S.LowerAutoCopy(),
         S.UnifyThreadBinding(),

@@ -128,18 +128,9 @@ def compacted_shared_bytes(name: str, func: Any) -> int | None:
     import tvm
     from tvm.s_tir import transform as S
 
-    from chameleon.hardware.validity import kernel_scope_bytes
+    from chameleon.hardware.validity import compaction_passes, kernel_scope_bytes
 
-    passes = [
-        S.LowerCrossThreadReduction(),
-        S.LowerInitBlock(),
-        S.PlanAndUpdateBufferAllocationLocation(),
-        S.ConvertBlocksToOpaque(),
-        S.LiftThreadBinding(),
-        S.ManifestSharedMemoryLocalStage(),
-        S.CompactBufferAllocation(),
-        S.LowerOpaqueBlock(),
-    ]
+    passes = [*compaction_passes(), S.LowerOpaqueBlock()]
     try:
         lowered = tvm.transform.Sequential(passes)(
             tvm.IRModule({name: func.with_attr("global_symbol", name)})
