@@ -268,7 +268,7 @@ class ChameleonSearch(PySearchStrategy):
     def _random_configs(self, n: int, replayed: dict | None = None) -> list[Config]:
         """``n`` fresh configurations from MetaSchedule's own sampler (see
         :meth:`KnobSpace.sample_config`); with a blueprint, the prior picks them from a larger
-        pool. Duplicates are possible; callers skip what is taken. ``replayed``: where to keep
+        pool. Distinct; callers skip what is taken. ``replayed``: where to keep
         the picked configurations' sampled schedules, for :meth:`_materialize`."""
         pool_size = n * (self.config.prior_oversample if self.prior is not None else 1)
         drawn = dict(d for d in (self.space.sample(self.rng) for _ in range(pool_size)) if d is not None)
