@@ -20,9 +20,24 @@ from chameleon.models.zoo import ZOO_NAMES, build_model
 
 LLVM = tvm.target.Target({"kind": "llvm"})
 
-# Small image sizes keep the torch forward passes fast (alexnet needs at least 63).
-SMALL_SIZES = {"resnet18": 64, "vgg16": 32, "alexnet": 63, "mobilenet_v2": 64, "tiny_cnn": 32}
-NUM_CLASSES = {"resnet18": 1000, "vgg16": 1000, "alexnet": 1000, "mobilenet_v2": 1000, "tiny_cnn": 10}
+# Small image sizes keep the torch forward passes fast (alexnet needs at least 63); for
+# bert_mini the size is the sequence length.
+SMALL_SIZES = {
+    "resnet18": 64,
+    "vgg16": 32,
+    "alexnet": 63,
+    "mobilenet_v2": 64,
+    "bert_mini": 16,
+    "tiny_cnn": 32,
+}
+NUM_CLASSES = {
+    "resnet18": 1000,
+    "vgg16": 1000,
+    "alexnet": 1000,
+    "mobilenet_v2": 1000,
+    "bert_mini": 2,
+    "tiny_cnn": 10,
+}
 
 
 def vm_output(net: Network, x: np.ndarray | None = None) -> np.ndarray:
@@ -50,7 +65,7 @@ def tiny() -> Network:
 
 # --------------------------------------------------------------------------- zoo
 def test_zoo_names() -> None:
-    assert set(ZOO_NAMES) == {"resnet18", "vgg16", "alexnet", "mobilenet_v2", "tiny_cnn"}
+    assert set(ZOO_NAMES) == {"resnet18", "vgg16", "alexnet", "mobilenet_v2", "bert_mini", "tiny_cnn"}
 
 
 @pytest.mark.parametrize("name", ZOO_NAMES)
@@ -58,7 +73,10 @@ def test_zoo_model_runs_in_torch(name: str) -> None:
     size = SMALL_SIZES[name]
     module, x = build_model(name, image_size=size)
     assert not module.training
-    assert x.shape == (1, 3, size, size) and x.dtype == torch.float32
+    if name == "bert_mini":
+        assert x.shape == (1, size) and x.dtype == torch.int64
+    else:
+        assert x.shape == (1, 3, size, size) and x.dtype == torch.float32
     with torch.no_grad():
         y = module(x)
     assert y.shape == (1, NUM_CLASSES[name])
@@ -68,6 +86,16 @@ def test_zoo_model_runs_in_torch(name: str) -> None:
 def test_default_image_sizes() -> None:
     assert build_model("resnet18")[1].shape == (1, 3, 224, 224)
     assert build_model("tiny_cnn", batch=3)[1].shape == (3, 3, 32, 32)
+    assert build_model("bert_mini", batch=2)[1].shape == (2, 128)
+
+
+@settings(max_examples=10, deadline=None)
+@given(batch=st.integers(1, 3), seq=st.integers(1, 40))
+def test_bert_mini_any_sequence_length(batch: int, seq: int) -> None:
+    module, ids = build_model("bert_mini", batch=batch, image_size=seq)
+    assert ids.shape == (batch, seq) and int(ids.min()) >= 0 and int(ids.max()) < module.vocab
+    with torch.no_grad():
+        assert module(ids).shape == (batch, 2)
 
 
 @settings(max_examples=15, deadline=None)
@@ -115,6 +143,8 @@ def test_zoo_bad_arguments() -> None:
         build_model("alexnet", image_size=62)
     with pytest.raises(UsageError, match="batch"):
         build_model("tiny_cnn", batch=0)
+    with pytest.raises(UsageError, match="sequence length 513 is too large for bert_mini; use at most 512"):
+        build_model("bert_mini", image_size=513)
 
 
 # --------------------------------------------------------------------------- import: zoo
@@ -143,6 +173,18 @@ def test_resnet18_imports() -> None:
     assert len(net.mod["main"].params) == 1
     script = net.mod.script()
     assert script.count("R.nn.conv2d(") == 20 and "batch_norm" not in script
+
+
+def test_bert_mini_imports_and_matches_torch() -> None:
+    """Token ids in, the encoder's ops out: an embedding lookup (take), dense layers, batched
+    matmuls, softmax, layer norm; compiled untuned, it matches torch."""
+    net = load_network("bert_mini", batch=2, image_size=8)
+    assert net.input_dtype == "int64" and net.input_shape == (2, 8) == net.example_input.shape
+    script = net.mod.script()
+    assert all(op in script for op in ("R.take(", "R.matmul(", "R.nn.softmax(", "R.nn.layer_norm("))
+    np.testing.assert_allclose(
+        vm_output(net), torch_output(net.torch_module, net.example_input), atol=1e-4, rtol=0
+    )
 
 
 def test_extract_tasks_on_fused_tiny_cnn(tiny: Network) -> None:

@@ -52,7 +52,9 @@ def tune(
     seed: int = typer.Option(0),
     log_dir: Path = typer.Option(None, help="Default: tuning_logs/<model>/<target>/."),
     batch: int = typer.Option(1),
-    image_size: int = typer.Option(0, help="Input height/width (0: the model's default)."),
+    image_size: int = typer.Option(
+        0, help="Input height/width; sequence length for bert_mini (0: the model's default)."
+    ),
     tasks: list[str] = typer.Option([], "--task", help="Only tasks whose name contains this (repeatable)."),
     prepack: bool = typer.Option(True, help="CPU weight prepacking (layout rewrite)."),
     tracker: str = typer.Option(None, help="RPC tracker HOST:PORT (default: $TVM_TRACKER_HOST/PORT)."),

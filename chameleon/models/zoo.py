@@ -1,9 +1,10 @@
-"""Plain-torch model zoo: the networks of the Chameleon paper plus a few small ones.
+"""Plain-torch model zoo: the networks of the Chameleon paper, a BERT encoder and a small CNN.
 
-No torchvision and no downloads: every network is defined here with random weights. Weights,
-batch-norm statistics and the example input are drawn from a seeded generator, so the same
-``(name, batch, image_size, seed)`` always gives the same module and input, and the caller's
-global torch RNG state is left untouched.
+No torchvision, no transformers and no downloads: every network is defined here with random
+weights. Weights, normalisation statistics and the example input are drawn from a seeded
+generator, so the same ``(name, batch, size, seed)`` always gives the same module and input, and
+the caller's global torch RNG state is left untouched. The CNNs take NCHW float32 images (``size``
+is the height and width); the BERT encoder takes int64 token ids (``size`` is the sequence length).
 """
 
 from __future__ import annotations
@@ -199,6 +200,56 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+# --------------------------------------------------------------------------- BERT-mini
+class _EncoderLayer(nn.Module):
+    """A post-norm BERT encoder layer, attention written out with matmuls (no fused kernels, so
+    ``torch.export`` gives the plain ops TVM's frontend imports: dense, batch matmul, softmax,
+    layer norm, GELU)."""
+
+    def __init__(self, *, hidden: int, heads: int, ffn: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.out = nn.Linear(hidden, hidden)
+        self.norm1 = nn.LayerNorm(hidden)
+        self.ffn = nn.Sequential(nn.Linear(hidden, ffn), nn.GELU(), nn.Linear(ffn, hidden))
+        self.norm2 = nn.LayerNorm(hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, hidden = x.shape
+        head_dim = hidden // self.heads
+        q, k, v = (
+            t.reshape(batch, seq, self.heads, head_dim).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1)
+        )
+        scores = torch.softmax(q @ k.transpose(-2, -1) / head_dim**0.5, dim=-1)
+        context = (scores @ v).transpose(1, 2).reshape(batch, seq, hidden)
+        x = self.norm1(x + self.out(context))
+        return self.norm2(x + self.ffn(x))
+
+
+class BertMini(nn.Module):
+    """BERT-mini (4 layers, hidden 256, 4 heads, FFN 1024; Turc et al. 2019) with a
+    sequence-classification head on the first token. Input: int64 token ids ``(batch, seq)``."""
+
+    vocab = 30522
+    max_positions = 512
+
+    def __init__(self, *, hidden: int = 256, layers: int = 4, heads: int = 4, num_classes: int = 2) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(self.vocab, hidden)
+        self.positions = nn.Embedding(self.max_positions, hidden)
+        self.norm = nn.LayerNorm(hidden)
+        self.layers = nn.Sequential(
+            *(_EncoderLayer(hidden=hidden, heads=heads, ffn=4 * hidden) for _ in range(layers))
+        )
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = self.norm(self.tokens(ids) + self.positions(positions))
+        return self.classifier(torch.tanh(self.layers(x)[:, 0]))
+
+
 # --------------------------------------------------------------------------- tiny CNN
 class TinyCNN(nn.Module):
     """Two conv-bn-relu blocks, a max pool, global average pool and a linear layer.
@@ -226,29 +277,45 @@ class TinyCNN(nn.Module):
 
 
 # --------------------------------------------------------------------------- registry
+NUM_CHANNELS = 3
+"""The zoo's CNNs take NCHW float32 images with this many channels."""
+
+
+def _images(batch: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randn(batch, NUM_CHANNELS, size, size, generator=gen)
+
+
+def _token_ids(batch: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, BertMini.vocab, (batch, size), generator=gen)
+
+
 @dataclass(frozen=True)
 class _Spec:
     factory: Callable[[], nn.Module]
     """Builds the network with framework-default initialisation."""
-    default_image_size: int
-    """Input height and width when the caller gives none."""
-    min_image_size: int
-    """Smallest input height/width accepted (every layer keeps a non-empty output)."""
+    default_size: int
+    """Input height and width (sequence length for token inputs) when the caller gives none."""
+    min_size: int
+    """Smallest size accepted (every layer keeps a non-empty output)."""
+    max_size: int | None = None
+    """Largest size accepted (a BERT's learned positions end there)."""
+    example: Callable[[int, int, torch.Generator], torch.Tensor] = _images
+    """``(batch, size, generator)`` -> the example input."""
 
 
 _SPECS: dict[str, _Spec] = {
-    "resnet18": _Spec(factory=ResNet18, default_image_size=224, min_image_size=32),
-    "vgg16": _Spec(factory=VGG16, default_image_size=224, min_image_size=32),
-    "alexnet": _Spec(factory=AlexNet, default_image_size=224, min_image_size=63),
-    "mobilenet_v2": _Spec(factory=MobileNetV2, default_image_size=224, min_image_size=32),
-    "tiny_cnn": _Spec(factory=TinyCNN, default_image_size=32, min_image_size=4),
+    "resnet18": _Spec(factory=ResNet18, default_size=224, min_size=32),
+    "vgg16": _Spec(factory=VGG16, default_size=224, min_size=32),
+    "alexnet": _Spec(factory=AlexNet, default_size=224, min_size=63),
+    "mobilenet_v2": _Spec(factory=MobileNetV2, default_size=224, min_size=32),
+    "bert_mini": _Spec(
+        factory=BertMini, default_size=128, min_size=1, max_size=BertMini.max_positions, example=_token_ids
+    ),
+    "tiny_cnn": _Spec(factory=TinyCNN, default_size=32, min_size=4),
 }
 
 ZOO_NAMES: tuple[str, ...] = tuple(_SPECS)
 """Names accepted by :func:`build_model`."""
-
-NUM_CHANNELS = 3
-"""Every zoo network takes NCHW float32 images with this many channels."""
 
 
 def canonical_name(name: str) -> str | None:
@@ -272,11 +339,16 @@ def _randomise(module: nn.Module, gen: torch.Generator) -> None:
             elif isinstance(m, nn.Linear):
                 m.weight.normal_(0.0, (1.0 / m.in_features) ** 0.5, generator=gen)
                 m.bias.uniform_(-0.05, 0.05, generator=gen)
+            elif isinstance(m, nn.Embedding):
+                m.weight.normal_(0.0, 0.02, generator=gen)  # BERT's initializer_range
             elif isinstance(m, nn.BatchNorm2d):
                 m.weight.uniform_(0.5, 1.5, generator=gen)
                 m.bias.uniform_(-0.1, 0.1, generator=gen)
                 m.running_mean.uniform_(-0.1, 0.1, generator=gen)
                 m.running_var.uniform_(0.5, 1.5, generator=gen)
+            elif isinstance(m, nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.uniform_(-0.1, 0.1, generator=gen)
 
 
 def build_model(
@@ -284,9 +356,11 @@ def build_model(
 ) -> tuple[nn.Module, torch.Tensor]:
     """Build zoo network ``name`` in eval mode with random weights, and an example input.
 
-    The input is float32 NCHW ``(batch, 3, image_size, image_size)``; ``image_size`` defaults
-    to 224 for the ImageNet networks and 32 for ``tiny_cnn``. The classifiers end in adaptive
-    average pooling, so any size from the network's minimum upwards works.
+    For the CNNs the input is float32 NCHW ``(batch, 3, image_size, image_size)``; ``image_size``
+    defaults to 224 for the ImageNet networks and 32 for ``tiny_cnn``, and since the classifiers
+    end in adaptive average pooling any size from the network's minimum upwards works. For
+    ``bert_mini`` the input is int64 token ids ``(batch, image_size)``: ``image_size`` is the
+    sequence length (default 128, at most 512).
 
     Raises:
         UsageError: unknown ``name``, or ``batch`` / ``image_size`` out of range.
@@ -295,17 +369,20 @@ def build_model(
     if key is None:
         raise UsageError(f"unknown model {name!r}; valid names: {', '.join(ZOO_NAMES)}")
     spec = _SPECS[key]
-    size = spec.default_image_size if image_size is None else image_size
+    size = spec.default_size if image_size is None else image_size
+    what = "sequence length" if spec.example is _token_ids else "image size"
     if batch < 1:
         raise UsageError(f"batch must be at least 1, got {batch}")
-    if size < spec.min_image_size:
-        raise UsageError(f"image size {size} is too small for {key}; use at least {spec.min_image_size}")
+    if size < spec.min_size:
+        raise UsageError(f"{what} {size} is too small for {key}; use at least {spec.min_size}")
+    if spec.max_size is not None and size > spec.max_size:
+        raise UsageError(f"{what} {size} is too large for {key}; use at most {spec.max_size}")
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the factories' default init draws from the global RNG
         module = spec.factory()
     _randomise(module, gen)
     module.eval()
-    example = torch.randn(batch, NUM_CHANNELS, size, size, generator=gen)
-    log.debug("built %s: batch %d, image %d, seed %d", key, batch, size, seed)
+    example = spec.example(batch, size, gen)
+    log.debug("built %s: batch %d, %s %d, seed %d", key, batch, what, size, seed)
     return module, example
