@@ -29,7 +29,7 @@ from chameleon.search import registry
 from chameleon.simulate.dataset import TaskData, load_dataset
 from chameleon.simulate.device import SimulatedDevice
 from chameleon.tuning.measure import MeasureConfig, make_runner
-from chameleon.tuning.tune import select_tasks, time_breakdown
+from chameleon.tuning.tune import round_size, select_tasks, time_breakdown
 
 STRATEGIES = registry.strategy_names()
 TRIALS = 7
@@ -107,6 +107,25 @@ def test_simulate_refuses_an_unknown_strategy() -> None:
         sim_run.simulate(
             dataset=None, task=None, strategy="nope", trials=1, seed=0, surrogate=None, pool_only=True
         )
+
+
+# --------------------------------------------------------------------------- round size
+def test_round_size_gives_every_untuned_task_a_first_round() -> None:
+    assert round_size(None, 600, 22) == 16  # ResNet-18 at make tune's budget: the default
+    assert round_size(None, 400, 33) == 12  # MobileNet-V2 at 400 trials: 33 rounds of 12 fit
+    assert round_size(None, 400, 0) == 16  # a resumed log whose tasks all have records
+    assert round_size(None, 20, 33) == 4  # never below 4
+    assert round_size(8, 10, 100) == 8  # what the user asked for
+
+
+@given(remaining=st.integers(1, 5000), untuned=st.integers(0, 200))
+def test_round_size_fits_the_first_pass_when_it_can(remaining: int, untuned: int) -> None:
+    size = round_size(None, remaining, untuned)
+    assert 4 <= size <= 16
+    if untuned and remaining >= 4 * untuned:
+        assert size * untuned <= remaining
+    if untuned == 0 or remaining >= 16 * untuned:
+        assert size == 16
 
 
 # --------------------------------------------------------------------------- select_tasks

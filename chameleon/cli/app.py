@@ -45,7 +45,9 @@ def tune(
     target: str = typer.Option("llvm", help="Target name (see `chameleon targets`)."),
     trials: int = typer.Option(256, help="Measurement budget for the network (the log's records count)."),
     trials_per_task: int = typer.Option(0, help="Cap on new measurements per task (0: none)."),
-    trials_per_round: int = typer.Option(16, help="Candidates proposed per round."),
+    trials_per_round: int = typer.Option(
+        0, help="Candidates proposed per round (0: 16, fewer when the budget is short of 16 per task)."
+    ),
     strategy: str = typer.Option(
         "chameleon", help="Search strategy, NAME or NAME:field=value,... (see `chameleon strategies`)."
     ),
@@ -77,7 +79,7 @@ def tune(
         target=target,
         trials=trials,
         trials_per_task=trials_per_task or None,
-        trials_per_round=trials_per_round,
+        trials_per_round=trials_per_round or None,
         strategy=strategy,
         seed=seed,
         log_dir=log_dir,
