@@ -207,6 +207,21 @@ def test_cpu_pipeline_computes_gelu_and_softmax_without_libm() -> None:
     np.testing.assert_allclose(out, torch_output(net.torch_module, net.example_input), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vectorizable_math_rewrites_float32_only(dtype: str) -> None:
+    from chameleon.tvm_glue.pipeline import VectorizableMath
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((4, 8), dtype))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit_output(relax.op.nn.softmax(relax.op.nn.gelu(x), axis=-1))
+        bb.emit_func_output(y)
+    mod = bb.get()
+    script = VectorizableMath()(mod).script()
+    assert ("R.nn.softmax" in script and "R.nn.gelu" in script) == (dtype == "float64")
+
+
 def test_extract_tasks_on_fused_tiny_cnn(tiny: Network) -> None:
     from tvm.s_tir import meta_schedule as ms
 

@@ -60,6 +60,9 @@ class _VectorizableMathRewriter(relax.PyExprMutator):
         from tvm import topi
 
         name = getattr(call.op, "name", None)
+        dtype = str(getattr(call.args[0].ty, "dtype", "")) if call.args else None
+        if dtype != "float32":  # TOPI's fast_exp is float32 only
+            return super().visit_call_(call)
         if name == "relax.erf":
             return self.builder_.call_te(topi.fast_erf, call.args[0], primfunc_name_hint="fast_erf")
         if name == "relax.nn.gelu":
