@@ -40,9 +40,10 @@ NUM_CLASSES = {
 }
 
 
-def vm_output(net: Network, x: np.ndarray | None = None) -> np.ndarray:
-    """Compile ``net.mod`` for llvm and run it on ``x`` (default: the example input)."""
-    ex = tvm.compile(net.mod, target=LLVM)
+def vm_output(net: Network, x: np.ndarray | None = None, *, executable=None) -> np.ndarray:
+    """Run ``executable`` (default: ``net.mod`` compiled for llvm) on ``x`` (default: the
+    example input)."""
+    ex = executable if executable is not None else tvm.compile(net.mod, target=LLVM)
     vm = relax.VirtualMachine(ex, tvm.cpu())
     out = vm["main"](tvm.runtime.tensor(net.example_input if x is None else x, tvm.cpu()))
     return (out if hasattr(out, "numpy") else out[0]).numpy()  # torch import returns a tuple
@@ -201,9 +202,7 @@ def test_cpu_pipeline_computes_gelu_and_softmax_without_libm() -> None:
     cuda_tasks = extract_tasks(net.mod, resolve_target("cuda").tvm_target(), prepack=False)
     assert any("T.erf(" in t.mod.script() for t in cuda_tasks)
     assert any("T.exp(" in t.mod.script() for t in cuda_tasks)
-    vm = relax.VirtualMachine(compile_tuned(net.mod, LLVM, None, prepack=False), tvm.cpu())
-    out = vm["main"](tvm.runtime.tensor(net.example_input, tvm.cpu()))
-    out = (out if hasattr(out, "numpy") else out[0]).numpy()
+    out = vm_output(net, executable=compile_tuned(net.mod, LLVM, None, prepack=False))
     np.testing.assert_allclose(out, torch_output(net.torch_module, net.example_input), atol=1e-4, rtol=0)
 
 

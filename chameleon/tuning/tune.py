@@ -183,11 +183,10 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
     tasks = select_tasks(all_tasks, config.tasks)
     database = open_database(log_dir, create=True)
     existing = records_per_workload(database)
-    already = sum(existing[tvm_ffi.structural_hash(t.mod)] for t in tasks)
+    records = [existing[tvm_ffi.structural_hash(t.mod)] for t in tasks]
+    already = sum(records)
     remaining = config.trials - already
-    per_round = round_size(
-        config.trials_per_round, remaining, sum(existing[tvm_ffi.structural_hash(t.mod)] == 0 for t in tasks)
-    )
+    per_round = round_size(config.trials_per_round, remaining, records.count(0))
     run_info["_file"]["tasks"] = [
         {
             "name": t.name,

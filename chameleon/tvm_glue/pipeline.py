@@ -54,24 +54,24 @@ def fusion_passes(target: tvm.target.Target, *, prepack: bool) -> list[tvm.trans
     return passes
 
 
+_REWRITTEN_OPS = ("relax.erf", "relax.nn.gelu", "relax.nn.softmax")
+
+
 @relax.expr_functor.mutator
 class _VectorizableMathRewriter(relax.PyExprMutator):
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         from tvm import topi
 
         name = getattr(call.op, "name", None)
-        dtype = str(getattr(call.args[0].ty, "dtype", "")) if call.args else None
-        if dtype != "float32":  # TOPI's fast_exp is float32 only
+        # TOPI's fast_exp is float32 only
+        if name not in _REWRITTEN_OPS or str(getattr(call.args[0].ty, "dtype", "")) != "float32":
             return super().visit_call_(call)
+        x = call.args[0]
         if name == "relax.erf":
-            return self.builder_.call_te(topi.fast_erf, call.args[0], primfunc_name_hint="fast_erf")
+            return self.builder_.call_te(topi.fast_erf, x, primfunc_name_hint="fast_erf")
         if name == "relax.nn.gelu":
-            return self.builder_.call_te(_gelu_fast_erf, call.args[0], primfunc_name_hint="gelu")
-        if name == "relax.nn.softmax":
-            return self.builder_.call_te(
-                topi.nn.fast_softmax, call.args[0], call.attrs.axis, primfunc_name_hint="softmax"
-            )
-        return super().visit_call_(call)
+            return self.builder_.call_te(_gelu_fast_erf, x, primfunc_name_hint="gelu")
+        return self.builder_.call_te(topi.nn.fast_softmax, x, call.attrs.axis, primfunc_name_hint="softmax")
 
 
 def _gelu_fast_erf(x):
