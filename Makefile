@@ -17,13 +17,15 @@ KEY      ?=
 SERVERS  ?= 2
 FARM_PORT ?= 9190
 FARM_ARGS := $(if $(TRACKER),--tracker $(TRACKER)) $(if $(KEY),--key $(KEY))
+WARM     ?=
 SHAPE_ARGS := --batch $(BATCH) $(if $(SIZE),--image-size $(SIZE))
+WARM_ARGS := $(foreach w,$(WARM),--warm-start $(w))
 
 .PHONY: help install tune confirm replay report test test-fast lint bench bench-quick bench-transfer bench-offline farm clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
-	@echo "  variables: MODEL=$(MODEL) TARGET=$(TARGET) TRIALS=$(TRIALS) STRATEGY=$(STRATEGY) SEED=$(SEED) BATCH=$(BATCH) SIZE= (image size; sequence length for bert_mini) TRACKER= KEY="
+	@echo "  variables: MODEL=$(MODEL) TARGET=$(TARGET) TRIALS=$(TRIALS) STRATEGY=$(STRATEGY) SEED=$(SEED) BATCH=$(BATCH) SIZE= (image size; sequence length for bert_mini) TRACKER= KEY= WARM= (earlier logs to pre-train on)"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +34,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install chameleon with pinned dependencies
 
-tune: $(STAMP)  ## tune MODEL for TARGET (TRIALS, STRATEGY, BATCH, SIZE, TRACKER, KEY), re-measure each task's best records, replay the log
-	$(BIN)/chameleon tune --model $(MODEL) --target $(TARGET) --trials $(TRIALS) --strategy $(STRATEGY) --seed $(SEED) $(SHAPE_ARGS) --log-dir $(LOG_DIR) $(FARM_ARGS)
+tune: $(STAMP)  ## tune MODEL for TARGET (TRIALS, STRATEGY, BATCH, SIZE, TRACKER, KEY, WARM), re-measure each task's best records, replay the log
+	$(BIN)/chameleon tune --model $(MODEL) --target $(TARGET) --trials $(TRIALS) --strategy $(STRATEGY) --seed $(SEED) $(SHAPE_ARGS) --log-dir $(LOG_DIR) $(FARM_ARGS) $(WARM_ARGS)
 	$(BIN)/chameleon confirm $(LOG_DIR) $(FARM_ARGS)
 	$(BIN)/chameleon replay $(LOG_DIR)
 

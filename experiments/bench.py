@@ -51,7 +51,12 @@ def main() -> None:
         "--warm-start",
         action="append",
         default=[],
-        help="log dir(s) of another target: adds a chameleon+warm variant (transfer)",
+        help="log dir(s) of another target: adds a <strategy>+warm variant of each strategy but random (transfer)",
+    )
+    parser.add_argument(
+        "--leave-task-out",
+        action="store_true",
+        help="a task's +warm runs skip the warm-start logs that tuned it (transfer from other tasks only)",
     )
     parser.add_argument("--out", help="result file stem (default: online or online-<preset>)")
     parser.add_argument(
@@ -90,6 +95,7 @@ def main() -> None:
         out_dir=runs_dir,
         measure=not args.no_run,
         warm_start=tuple(args.warm_start),
+        leave_task_out=args.leave_task_out,
         on_run=lambda c: print(
             f"  {c.strategy:16s} seed {c.seed} {c.task[:50]:50s} best {1e3 * (c.best or float('nan')):.4f} ms "
             f"after {len(c.latencies)} measurements, {c.times[-1] if c.times else 0:.0f} s, "

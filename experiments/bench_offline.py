@@ -42,7 +42,10 @@ def main() -> None:
     parser.add_argument("--out", default="offline")
     parser.add_argument("--baseline", default="evolutionary", help="the strategy ratios are taken against")
     parser.add_argument(
-        "--warm-start", action="append", default=[], help="log dir(s): adds a chameleon+warm variant"
+        "--warm-start",
+        action="append",
+        default=[],
+        help="log dir(s): adds a <strategy>+warm variant of each strategy but random",
     )
     parser.add_argument(
         "--merge",

@@ -312,3 +312,79 @@ def test_run_curve_stops_at_the_budget(tmp_path):
     cut = run_curve(tmp_path, strategy="s", task="t", seed=0, budget=4)
     assert len(full.latencies) == 10 and full.latencies[:4] == cut.latencies
     assert len(cut.times) == 4 and cut.search_s_per_round == 2.0
+
+
+# --------------------------------------------------------------------------- warm-start variants
+def test_warm_start_adds_a_warm_variant_of_each_strategy_but_random() -> None:
+    from chameleon.bench.metrics import strategy_variants
+
+    assert strategy_variants(["chameleon", "random"]) == [
+        ("chameleon", "chameleon", ()),
+        ("random", "random", ()),
+    ]
+    assert strategy_variants(["chameleon:plan_size=32", "evolutionary", "random"], ("w",)) == [
+        ("chameleon:plan_size=32", "chameleon:plan_size=32", ()),
+        ("evolutionary", "evolutionary", ()),
+        ("random", "random", ()),
+        ("chameleon:plan_size=32+warm", "chameleon:plan_size=32", ("w",)),
+        ("evolutionary+warm", "evolutionary", ("w",)),
+    ]
+    assert strategy_variants(["random"], ("w",))[-1] == ("chameleon+warm", "chameleon", ("w",))
+
+
+def test_leave_task_out_skips_only_the_logs_that_tuned_the_task(tmp_path: Path) -> None:
+    from chameleon.bench.online import run_online, tuned_tasks
+    from chameleon.errors import UsageError
+    from chameleon.logs import metadata
+
+    for name, tuned in (("a", "conv_a"), ("b", "conv_b")):
+        (tmp_path / name).mkdir()
+        tasks = [
+            {"name": "conv_a", "tuned": tuned == "conv_a"},
+            {"name": "conv_b", "tuned": tuned == "conv_b"},
+        ]
+        metadata.write_run_file(tmp_path / name, {"target_json": {"kind": "llvm"}, "tasks": tasks})
+    assert tuned_tasks(str(tmp_path / "a")) == {"conv_a"}
+    with pytest.raises(UsageError, match="every warm-start log tuned conv_a"):
+        run_online(
+            model="m",
+            target="llvm",
+            tasks=["conv_a"],
+            strategies=["chameleon"],
+            seeds=[0],
+            trials=4,
+            out_dir=tmp_path / "runs",
+            warm_start=(str(tmp_path / "a"),),
+            leave_task_out=True,
+        )
+
+
+def test_run_curve_times_count_each_parts_strategy_setup(tmp_path):
+    """A warm start pre-trains before the timeline's clock starts; the curve's times include it, for
+    the first part of a run and for a resumed one."""
+    import json
+
+    from chameleon.bench.online import run_curve
+
+    lines = [
+        {
+            "task": "t",
+            "task_index": 0,
+            "trial": i,
+            "n": i,
+            "t": float(i % 3 + 1),
+            "run": 1 + i // 3,
+            "latency_s": 1.0,
+            "error": None,
+            "key": str(i),
+        }
+        for i in range(6)
+    ]
+    (tmp_path / "timeline.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    runs = [
+        {"run": 1, "breakdown_s": {"search": 1.0, "rounds": 1, "strategy_setup": 10.0}},
+        {"run": 2, "breakdown_s": {"search": 1.0, "rounds": 1, "strategy_setup": 100.0}},
+    ]
+    (tmp_path / "run.json").write_text(json.dumps({"runs": runs}))
+    curve = run_curve(tmp_path, strategy="s", task="t", seed=0)
+    assert curve.times == (11.0, 12.0, 13.0, 114.0, 115.0, 116.0)

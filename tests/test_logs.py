@@ -14,20 +14,25 @@ import shutil
 from pathlib import Path
 
 import pytest
-import tvm
 import tvm_ffi
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tvm import te
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 from tvm.s_tir.meta_schedule.builder import BuilderResult
 from tvm.s_tir.meta_schedule.runner import RunnerResult
-from tvm.s_tir.schedule import Schedule
+from tvm_records import commit_record, matmul, tiled_schedule
 
 from chameleon.errors import ChameleonError
 from chameleon.logs import metadata
-from chameleon.logs.database import RECORD_FILE, WORKLOAD_FILE, open_database, repair, workload_records
+from chameleon.logs.database import (
+    RECORD_FILE,
+    WORKLOAD_FILE,
+    all_workload_records,
+    open_database,
+    repair,
+    workload_records,
+)
 from chameleon.logs.report import best_so_far, build_report, network_curve, plot_report
 from chameleon.logs.timeline import (
     TIMELINE_FILE,
@@ -37,7 +42,6 @@ from chameleon.logs.timeline import (
     read_timeline,
 )
 
-TARGET = tvm.target.Target({"kind": "llvm", "num-cores": 2})
 SIZES = {16: 3, 32: 4}
 """matmul size -> records of that workload (workload 0 has 3 records, workload 1 has 4)."""
 N_RECORDS = sum(SIZES.values())
@@ -45,37 +49,6 @@ HYP = settings(max_examples=15, deadline=None, suppress_health_check=[HealthChec
 
 
 # --------------------------------------------------------------------------- helpers
-def matmul(n: int) -> tvm.IRModule:
-    a = te.placeholder((n, n), name="A")
-    b = te.placeholder((n, n), name="B")
-    k = te.reduce_axis((0, n), name="k")
-    c = te.compute((n, n), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
-    return tvm.IRModule({"main": te.create_prim_func([a, b, c])})
-
-
-def tiled_schedule(mod: tvm.IRModule, seed: int) -> Schedule:
-    """A schedule whose one decision (the inner tile of loop i) depends on ``seed``."""
-    sch = Schedule(mod)
-    i, _, _ = sch.get_loops(sch.get_sblock("C"))
-    extent = int(sch.get(i).extent)
-    inner = [d for d in range(1, extent + 1) if extent % d == 0][seed % 5]
-    sch.split(i, sch.sample_perfect_tile(i, n=2, decision=[extent // inner, inner]))
-    return sch
-
-
-def tiled_trace(mod: tvm.IRModule, seed: int):
-    return tiled_schedule(mod, seed).trace
-
-
-def commit_record(db, mod: tvm.IRModule, seed: int, latency: float) -> None:
-    workload = db.commit_workload(mod)
-    db.commit_tuning_record(
-        ms.database.TuningRecord(
-            tiled_trace(mod, seed), workload, [latency], TARGET, ArgInfo.from_prim_func(mod["main"])
-        )
-    )
-
-
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
@@ -318,6 +291,23 @@ def test_workload_records_skips_corrupt_and_failed_lines_and_keeps_indices(db_di
     assert any("1 unreadable" in r.getMessage() for r in caplog.records)
     assert workload_records(db_dir, matmul(16)) == (None, [])
     assert {p.name: p.read_bytes() for p in db_dir.iterdir()} == before
+
+
+def test_all_workload_records_reads_each_workload_as_workload_records_does(db_dir: Path) -> None:
+    wl, rec = db_dir / WORKLOAD_FILE, db_dir / RECORD_FILE
+    content = lines(rec)
+    failed = json.loads(content[0])
+    failed[1][1] = [1e10]
+    write_lines(rec, [json.dumps(failed), *content[1:], "[garbage"])
+    before = {p.name: p.read_bytes() for p in db_dir.iterdir()}
+    found = all_workload_records(db_dir)
+    assert [len(records) for _, records in found] == [SIZES[16] - 1, SIZES[32]]
+    for (workload, records), n in zip(found, SIZES, strict=True):
+        assert tvm_ffi.structural_equal(workload.mod, matmul(n))
+        assert records == workload_records(db_dir, matmul(n))[1]
+    assert {p.name: p.read_bytes() for p in db_dir.iterdir()} == before
+    write_lines(wl, [])
+    assert all_workload_records(db_dir) == []
 
 
 # --------------------------------------------------------------------------- timeline

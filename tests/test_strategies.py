@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.runner import RunnerResult
+from tvm_records import write_matmul_log
 
 import chameleon.simulate.run as sim_run
 from chameleon.errors import ChameleonError, UsageError
@@ -32,6 +33,8 @@ from chameleon.tuning.measure import MeasureConfig, make_runner
 from chameleon.tuning.tune import round_size, select_tasks, time_breakdown
 
 STRATEGIES = registry.strategy_names()
+WARM = {"chameleon+warm": "chameleon", "evolutionary+warm": "evolutionary"}
+"""Conformance variants whose cost models are first trained on another task's log (a matmul's)."""
 TRIALS = 7
 """Budget of a simulated run: not a multiple of the round size, so the last round is cut short."""
 ROUND = 3
@@ -274,7 +277,7 @@ class Runs:
 
 
 @pytest.fixture(scope="module")
-def simulator(tiny_log: Path):
+def simulator(tiny_log: Path, tmp_path_factory):
     """``run(strategy, task, *, pool_only) -> (measurements, SimRun)`` on the tiny log, seed 0.
 
     Every third measurement fails (alternately a timeout and a NaN time). No help for
@@ -284,6 +287,7 @@ def simulator(tiny_log: Path):
     dataset = load_dataset(tiny_log)
     (task,) = dataset.tasks.values()
     recorders: list = []
+    other_task_log = write_matmul_log(tmp_path_factory.mktemp("matmul") / "log", {16: 10, 32: 10})
 
     def recorder(**kwargs):
         r = TimelineRecorder(**kwargs)
@@ -298,10 +302,12 @@ def simulator(tiny_log: Path):
         return original_answer(self, ident)
 
     def run(strategy: str, task_data: TaskData, *, pool_only: bool):
+        warm = (str(other_task_log),) if strategy in WARM else ()
         sim = sim_run.simulate(
             dataset=dataset,
             task=task_data,
-            strategy=strategy,
+            strategy=WARM.get(strategy, strategy),
+            options=registry.StrategyOptions(seed=0, target_json=dataset.target_json, warm_start=warm),
             trials=TRIALS,
             seed=0,
             surrogate=FakeSurrogate(),
@@ -320,7 +326,7 @@ def simulator(tiny_log: Path):
         yield SimpleNamespace(run=run, task=task)
 
 
-@pytest.fixture(scope="module", params=STRATEGIES)
+@pytest.fixture(scope="module", params=[*STRATEGIES, *WARM])
 def runs(request, simulator) -> Runs:
     strategy, task = request.param, simulator.task
     first, first_sim = simulator.run(strategy, task, pool_only=False)
@@ -380,6 +386,28 @@ def test_pool_only_answers_only_recorded_configurations(runs: Runs) -> None:
             assert m.error
     assert runs.pool_only_sim.misses == 0
     assert runs.pool_only_sim.hits == len(runs.pool_only)
+
+
+@pytest.mark.slow
+def test_a_pretrained_program_model_ranks_chameleons_first_round(simulator, monkeypatch) -> None:
+    """Warm-started on another task's log, chameleon's first round is the program model's pick
+    among random valid configurations; a cold chameleon's is plain random."""
+    from chameleon.search.chameleon_search import ChameleonSearch
+
+    calls: list[tuple[int, int]] = []
+    search_class = ChameleonSearch._cls  # the Python class behind TVM's derived object
+    original = search_class._ranked_random_round
+
+    def spy(self, budget: int):
+        chosen = original(self, budget)
+        calls.append((budget, len(chosen)))
+        return chosen
+
+    monkeypatch.setattr(search_class, "_ranked_random_round", spy)
+    simulator.run("chameleon", simulator.task, pool_only=False)
+    assert calls == []
+    simulator.run("chameleon+warm", simulator.task, pool_only=False)
+    assert calls and calls[0] == (ROUND, ROUND)
 
 
 def test_cli_lists_strategies_and_which_take_settings() -> None:

@@ -187,9 +187,17 @@ def median_curve(runs: list[RunCurve], budget: int) -> list[float]:
 def strategy_variants(
     strategies: list[str], warm_start: tuple[str, ...] = ()
 ) -> list[tuple[str, str, tuple[str, ...]]]:
-    """``(label, strategy, warm-start logs)`` per benchmarked variant: each strategy as is, plus
-    ``chameleon+warm`` (chameleon with its cost model first trained on ``warm_start``) if given."""
+    """``(label, strategy, warm-start logs)`` per benchmarked variant: each strategy as is, and with
+    ``warm_start`` logs also ``<strategy>+warm`` for each that pre-trains its cost models on them
+    (all but random search), so a transfer is compared against the same transfer given to the
+    baseline; ``chameleon+warm`` alone when no listed strategy can use them."""
+    warm = tuple(str(w) for w in warm_start)
     variants = [(s, s, ()) for s in strategies]
-    if warm_start:
-        variants.append(("chameleon+warm", "chameleon", tuple(str(w) for w in warm_start)))
+    if warm:
+        startable = [s for s in strategies if s.partition(":")[0] not in _COLD_ONLY]
+        variants += [(f"{s}+warm", s, warm) for s in startable or ["chameleon"]]
     return variants
+
+
+_COLD_ONLY = {"random"}
+"""Strategies without a cost model to pre-train (a warm start would change nothing)."""

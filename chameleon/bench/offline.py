@@ -36,8 +36,8 @@ def run_offline(
 ) -> OfflineResult:
     """Simulate every strategy x seed on every task of the datasets.
 
-    With ``warm_start`` log directories, a variant ``chameleon+warm`` is added: chameleon whose
-    cost model is first trained on those logs (transfer).
+    With ``warm_start`` log directories, each strategy but random also runs as ``<strategy>+warm``,
+    its cost models first trained on those logs (transfer).
     """
     from chameleon.search.registry import StrategyOptions
 

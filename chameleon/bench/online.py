@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chameleon.bench.metrics import RunCurve, strategy_variants
+from chameleon.errors import UsageError
 from chameleon.logs.metadata import read_run_file
 from chameleon.logs.timeline import read_timeline
 from chameleon.tuning.tune import TuneConfig, tune
@@ -63,11 +64,13 @@ def run_curve(log_dir: Path, *, strategy: str, task: str, seed: int, budget: int
     runs = read_run_file(log_dir)["runs"]
     search = sum(r.get("breakdown_s", {}).get("search", 0.0) for r in runs)
     rounds = sum(r.get("breakdown_s", {}).get("rounds", 0) for r in runs)  # 0: the run never finished
-    # A resumed run's clock restarts; make times monotonic across its parts.
+    # A resumed run's clock restarts; make times monotonic across its parts. Each part's strategy
+    # setup (a warm start's pre-training) ran before its clock started: it is added where it began.
+    setup = {r.get("run"): r.get("breakdown_s", {}).get("strategy_setup", 0.0) for r in runs}
     times, offset, last_run, last_t = [], 0.0, None, 0.0
     for m in measurements:
-        if last_run is not None and m.run != last_run:
-            offset = last_t
+        if m.run != last_run:
+            offset = last_t + setup.get(m.run, 0.0)
         times.append(offset + m.t)
         last_run, last_t = m.run, offset + m.t
     return RunCurve(
@@ -93,19 +96,25 @@ def run_online(
     on_run: Callable[[RunCurve], None] | None = None,
     measure: bool = True,
     warm_start: tuple[str, ...] = (),
+    leave_task_out: bool = False,
 ) -> list[RunCurve]:
     """Tune every (task, seed, strategy); with ``measure=False`` only collect the runs already on
     disk that finished their budget.
 
-    With ``warm_start`` log directories (typically another target's), a variant
-    ``chameleon+warm`` is added: chameleon whose cost model is first trained on those logs.
+    With ``warm_start`` log directories (another target's, other tasks'), each strategy but random
+    also runs as ``<strategy>+warm``, its cost models first trained on those logs. With
+    ``leave_task_out``, a task's runs skip the logs that tuned that task (by name): transfer from the
+    other tasks only, as if the layer had never been seen. Meant for benchmark run directories
+    (one task each); a network's log that tuned the task is skipped whole.
     """
-    variants = strategy_variants(strategies, warm_start)
     curves = []
     # Seed-major: a benchmark stopped early still covers every task and strategy with its first seeds.
     for seed in seeds:
         for task in tasks:
-            for label, strategy, warm in variants:
+            warm_logs = tuple(w for w in warm_start if not (leave_task_out and task in tuned_tasks(w)))
+            if warm_start and not warm_logs:
+                raise UsageError(f"every warm-start log tuned {task}: nothing is left to transfer from")
+            for label, strategy, warm in strategy_variants(strategies, warm_logs):
                 log_dir = run_dir(out_dir, task, label, seed)
                 if not measure:
                     if (log_dir / "timeline.jsonl").exists():
@@ -135,6 +144,13 @@ def run_online(
                 if on_run:
                     on_run(curve)
     return curves
+
+
+def tuned_tasks(log: str) -> set[str]:
+    """Names of the tasks a log (directory or dataset ``.tar.gz``) holds records of."""
+    from chameleon.simulate.dataset import log_directory
+
+    return {t["name"] for t in read_run_file(log_directory(log)).get("tasks", []) if t.get("tuned")}
 
 
 def run_dir(out_dir: Path, task: str, label: str, seed: int) -> Path:

@@ -64,7 +64,10 @@ def tune(
     session_timeout: float = typer.Option(60.0, help="RPC session timeout (s)."),
     cooldown: float = typer.Option(0.0, help="Pause between measurements on a device (s)."),
     blueprint: bool = typer.Option(True, help="Use the hardware blueprint (chameleon strategy)."),
-    warm_start: list[Path] = typer.Option([], help="Logs of other devices to pre-train the cost model on."),
+    warm_start: list[Path] = typer.Option(
+        [],
+        help="Logs of earlier runs (other devices, networks or layers) to pre-train the cost models on.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Tune a network's tasks into a log directory (re-run to resume)."""

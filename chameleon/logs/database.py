@@ -207,23 +207,40 @@ def workload_records(log_dir: str | Path, mod) -> tuple[object | None, list[list
     if found is None:
         return None, []
     index, workload = found
-    records, bad = [], 0
+    return workload, _valid_records(log_dir, {index}).get(index, [])
+
+
+def all_workload_records(log_dir: str | Path) -> list[tuple[object, list[list]]]:
+    """``(TVM Workload, record JSON values)`` of every workload of a log directory that has valid
+    records, read as :func:`workload_records` reads one (no replay, no write)."""
+    log_dir = Path(log_dir)
+    _require_log(log_dir)
+    lines = [line for line in _read_lines(log_dir / WORKLOAD_FILE) if line.strip()]
+    workloads = {i: w for i, line in enumerate(lines) if (w := _parse_workload(line, deep=True)) is not None}
+    records = _valid_records(log_dir, set(workloads))
+    return [(workloads[i], records[i]) for i in sorted(records)]
+
+
+def _valid_records(log_dir: Path, indices: set[int]) -> dict[int, list[list]]:
+    """Record JSON values with a valid measurement, by workload index (only ``indices``)."""
+    records: dict[int, list[list]] = {}
+    bad = 0
     for line in _read_lines(log_dir / RECORD_FILE):
         head = _RECORD_HEAD.match(line)
-        if head is None or int(head.group(1)) != index:
+        if head is None or int(head.group(1)) not in indices:
             bad += head is None and bool(line.strip())
             continue
         parsed = _parse_record(line, {}, deep=False)
         if parsed is None:
             bad += 1
             continue
-        rec = parsed[1]
+        index, rec = parsed
         run_secs = rec[1]
         if isinstance(run_secs, list) and run_secs and not all(_as_float(v) >= 1e10 for v in run_secs):
-            records.append(rec)
+            records.setdefault(index, []).append(rec)
     if bad:
         logger.warning("%s: %d unreadable record lines skipped", log_dir / RECORD_FILE, bad)
-    return workload, records
+    return records
 
 
 _RECORD_HEAD = re.compile(r"\s*\[\s*(\d+)\s*,")

@@ -106,11 +106,16 @@ class ChameleonSearch(PySearchStrategy):
         warm_start: tuple[str, ...] = (),
         stats: dict | None = None,
         program_model=None,
+        pretrained_model=None,
     ) -> None:
         self.config = config or ChameleonConfig()
         self.stats = {} if stats is None else stats
         """Shared by every clone (one per task): ``post_tuning`` puts the task's counters here."""
         self.program_model = program_model
+        self.pretrained_model = pretrained_model
+        """MetaSchedule's ``XGBModel`` trained on the warm-start logs' records of every workload
+        (``search.transfer``); it ranks the first round of a task whose knob model has nothing to
+        learn from yet. None without a warm start."""
         """MetaSchedule's ``XGBModel`` on per-store program features, shared by every task and updated
         by the task scheduler after each measurement; it re-ranks the knob model's shortlist."""
         self.seed = seed
@@ -202,6 +207,7 @@ class ChameleonSearch(PySearchStrategy):
             warm_start=self.warm_start,
             stats=self.stats,
             program_model=self.program_model,
+            pretrained_model=self.pretrained_model,
         )
 
     def _load_database(self, database) -> None:
@@ -225,6 +231,8 @@ class ChameleonSearch(PySearchStrategy):
         trained = self._fit_model()
         if trained:
             chosen = self._agent_round(budget)
+        elif self.pretrained_model is not None and self.pretrained_model.booster is not None:
+            chosen = self._ranked_random_round(budget)
         else:
             chosen = self._random_valid(min(budget, self.config.random_first_round))
         if not chosen:
@@ -330,6 +338,28 @@ class ChameleonSearch(PySearchStrategy):
             stale = 0 if any(c not in self.invalid for c in fresh) else stale + 1
             chosen += self._first_valid(fresh, n - len(chosen), replayed=replayed)
         return chosen
+
+    def _ranked_random_round(self, budget: int) -> list[tuple[Config, object]]:
+        """A first round ranked by the model pre-trained on other workloads (warm start):
+        ``rerank_pool`` random valid configurations, that model's top ``plan_size`` as the plan,
+        then the usual choice (one representative per cluster), so the first measurements are both
+        promising and diverse enough to train the knob model on.
+
+        The pre-trained model ranks this first round only. Later rounds re-rank with the program
+        model that learns from this run's measurements alone, as without a warm start: with the
+        warm start's records in that model too (retrained every round), chameleon ended slower on
+        all 3 ResNet-18 tasks it was tried on (README, "Cross-task transfer")."""
+        pool = self._random_valid(max(self.config.rerank_pool, budget))
+        if len(pool) <= budget:
+            return pool
+        self._schedules = dict(pool)
+        program = np.asarray(
+            self.pretrained_model.predict(self.context, [to_measure_candidate(sch) for _, sch in pool]),
+            dtype=np.float64,
+        )
+        order = np.argsort(-program, kind="stable")[: self.config.plan_size]
+        plan_ids, plan_idx = self.space.as_arrays([pool[i][0] for i in order])
+        return self._choose(plan_ids, plan_idx, program[order], budget)
 
     def _space_used_up(self, chosen: int) -> bool:
         """Every configuration of the space is measured, invalid or chosen this round."""
@@ -499,7 +529,10 @@ def _setup(options: StrategyOptions, config: ChameleonConfig, *, blueprint: bool
     # The task scheduler keeps MetaSchedule's program-feature XGBoost up to date after every
     # round (UpdateCostModel); the strategy holds the same object to re-rank its shortlist. Its
     # warm-up is shortened from 100 samples to one round's worth: it only re-ranks, never decides alone.
+    # With warm-start logs, a second one is trained on their records, to rank each task's first round.
     from tvm.s_tir.meta_schedule.cost_model import XGBModel
+
+    from chameleon.search.transfer import program_model as make_program_model
 
     config = apply_overrides(config, options.overrides)
     bp = None
@@ -509,6 +542,7 @@ def _setup(options: StrategyOptions, config: ChameleonConfig, *, blueprint: bool
         bp = blueprint_for_target(options.target_json)
     stats: dict = {}
     program_model = XGBModel(num_warmup_samples=16, num_tuning_cores=1) if config.rerank_pool > 0 else None
+    pretrained = make_program_model(options, num_tuning_cores=1) if options.warm_start else None
     strategy = ChameleonSearch(
         config=config,
         seed=options.seed,
@@ -516,6 +550,7 @@ def _setup(options: StrategyOptions, config: ChameleonConfig, *, blueprint: bool
         warm_start=options.warm_start,
         stats=stats,
         program_model=program_model,
+        pretrained_model=pretrained,
     )
     return SearchSetup(strategy=strategy, cost_model=program_model or "random", stats=stats)
 

@@ -13,6 +13,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 from chameleon.sampling.adaptive import choose_k, members_by_distance
+from chameleon.search.baselines import xgb_cost_model
 from chameleon.search.registry import SearchSetup, StrategyOptions, register
 from chameleon.search.subset import expand_results
 from chameleon.space.space import KnobSpace
@@ -91,4 +92,6 @@ class AdaptivelySampledSearch(WrappedSearch):
 @register("evolutionary-as", "ablation: evolutionary search + adaptive sampling (the paper's SA + AS)")
 def evolutionary_as(options: StrategyOptions) -> SearchSetup:
     inner = ms.search_strategy.EvolutionarySearch()
-    return SearchSetup(strategy=AdaptivelySampledSearch(inner=inner, seed=options.seed), cost_model="xgb")
+    return SearchSetup(
+        strategy=AdaptivelySampledSearch(inner=inner, seed=options.seed), cost_model=xgb_cost_model(options)
+    )

@@ -60,3 +60,73 @@ def warm_start_records(
     if not xs:
         return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.float32)
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def pretrain_program_model(
+    model, log_dirs: tuple[str, ...], target, *, per_workload: int = 128, seed: int = 0
+) -> int:
+    """Train MetaSchedule's program-feature ``XGBModel`` on the records of every workload in
+    ``log_dirs`` measured on a target of the same kind (llvm or cuda): cross-task and cross-device
+    transfer. Per-store program features mean the same thing for any workload, and the model
+    normalises each workload's latencies by its own best, so what was learned on other layers,
+    networks or devices ranks this task's programs before its first measurement.
+
+    At most ``per_workload`` records per workload (the best one and a random draw of the rest)
+    keep the replay cost (~20 ms a record) and the model's retraining bounded. Returns the number of
+    records trained on. The model must retrain after every round (``adaptive_training=False``):
+    with TVM's adaptive training a task's first ~20% x (pre-trained rows) measurements would never
+    reach the model.
+    """
+    from tvm.s_tir.meta_schedule import TuneContext
+    from tvm.s_tir.meta_schedule.database import TuningRecord
+    from tvm.s_tir.meta_schedule.runner import RunnerResult
+
+    from chameleon.logs.database import all_workload_records
+    from chameleon.logs.metadata import read_run_file
+    from chameleon.logs.timeline import mean_latency
+    from chameleon.simulate.dataset import log_directory
+    from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
+
+    if model.adaptive_training:
+        raise ValueError("a pre-trained program model needs adaptive_training=False")
+    import_tensor_intrinsics()  # what each TuneContext imports, fast
+    rng = np.random.default_rng(seed)
+    total = 0
+    for source in log_dirs:
+        log_dir = log_directory(source)
+        kind = read_run_file(log_dir).get("target_json", {}).get("kind")
+        if kind != target.kind.name:
+            logger.info(
+                "program model: %s was measured on %s, not %s: skipped", source, kind, target.kind.name
+            )
+            continue
+        for workload, records in all_workload_records(log_dir):
+            records = sorted(records, key=lambda r: mean_latency(r[1]) or math.inf)
+            if len(records) > per_workload:
+                rest = rng.choice(len(records) - 1, per_workload - 1, replace=False) + 1
+                records = [records[0]] + [records[i] for i in sorted(rest)]
+            candidates, results = [], []
+            for rec in records:
+                try:
+                    candidates.append(TuningRecord.from_json(rec, workload).as_measure_candidate())
+                except Exception:  # noqa: BLE001 - a trace this TVM cannot replay teaches nothing
+                    continue
+                results.append(RunnerResult(run_secs=[float(v) for v in rec[1]], error_msg=None))
+            if candidates:
+                model.update(TuneContext(mod=workload.mod, target=target), candidates, results)
+                total += len(candidates)
+    logger.info("program model: pre-trained on %d records of other runs", total)
+    return total
+
+
+def program_model(options, **xgb_kwargs):
+    """MetaSchedule's ``XGBModel`` for a strategy: cold, or pre-trained on ``options.warm_start``
+    (see :func:`pretrain_program_model`) when there are warm-start logs and a target."""
+    from tvm.s_tir.meta_schedule.cost_model import XGBModel
+    from tvm.target import Target
+
+    if not (options.warm_start and options.target_json):
+        return XGBModel(**xgb_kwargs)
+    model = XGBModel(**xgb_kwargs, adaptive_training=False)
+    pretrain_program_model(model, options.warm_start, Target(options.target_json), seed=options.seed)
+    return model

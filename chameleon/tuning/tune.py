@@ -201,6 +201,7 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
     metadata.write_run_file(log_dir, run_info["_file"])
     observer.on_start(tasks=tasks, budget=config.trials, already=already)
 
+    setup_start = time.perf_counter()  # a warm start pre-trains its cost models here
     setup = entry.factory(
         registry.StrategyOptions(
             seed=config.seed,
@@ -209,6 +210,7 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
             warm_start=config.warm_start,
         )
     )
+    setup_s = time.perf_counter() - setup_start
     builder = make_builder(spec)
     start = time.perf_counter()  # reset below, once TVM's one-time context setup is done
     interrupted = False
@@ -271,6 +273,7 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
     new = recorder.count if recorder else 0
     breakdown = time_breakdown(profiler.get() if profiler else {}, wall)
     breakdown["rounds"] = recorder.rounds if recorder else 0
+    breakdown["strategy_setup"] = round(setup_s, 2)  # before the timeline's clock starts
     if builder.candidates:
         breakdown["build_per_candidate"] = round(builder.seconds / builder.candidates, 3)
     counts = records_per_workload(database)
