@@ -107,6 +107,11 @@ def main() -> None:
         raise SystemExit(
             "no finished runs to summarise: run without --no-run first, or name them with --runs"
         )
+    if all(c.strategy != args.baseline for c in curves):
+        ran = ", ".join(sorted({c.strategy for c in curves}))
+        raise SystemExit(
+            f"no run of the baseline {args.baseline!r} to compare with: pass --baseline, one of {ran}"
+        )
     text = write_all(
         curves,
         out_dir=RESULTS,
