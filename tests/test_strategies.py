@@ -33,7 +33,7 @@ from chameleon.tuning.measure import MeasureConfig, make_runner
 from chameleon.tuning.tune import round_size, select_tasks, time_breakdown
 
 STRATEGIES = registry.strategy_names()
-WARM = {"chameleon+warm": "chameleon", "evolutionary+warm": "evolutionary"}
+WARM = {"chameleon+warm": "chameleon:pretrained_first_round=true", "evolutionary+warm": "evolutionary"}
 """Conformance variants whose cost models are first trained on another task's log (a matmul's)."""
 TRIALS = 7
 """Budget of a simulated run: not a multiple of the round size, so the last round is cut short."""

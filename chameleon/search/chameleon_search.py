@@ -76,6 +76,12 @@ class ChameleonConfig:
     """Random valid configurations measured before the cost model has data (capped by round size)."""
     max_materialize_tries: int = 200
     """Attempts to find valid random configurations per round."""
+    pretrained_first_round: bool = False
+    """With ``--warm-start`` logs, rank each task's first round with MetaSchedule's program model
+    trained on their records of every workload (cross-task transfer) instead of measuring random
+    configurations. Off: on 3 ResNet-18 conv tasks (seed 0, transfer from 5 other conv tasks' runs)
+    it made the first round better on 2 and the final latency at 128 measurements worse on 2, 1.11x
+    slower in median (README, "Cross-task transfer")."""
     strict_validity: bool = False
     """Reject configurations that break any of the blueprint's soft rules too (hard rules and the
     soft rules in ``validity.REJECTING_SOFT_RULES`` always reject)."""
@@ -542,7 +548,11 @@ def _setup(options: StrategyOptions, config: ChameleonConfig, *, blueprint: bool
         bp = blueprint_for_target(options.target_json)
     stats: dict = {}
     program_model = XGBModel(num_warmup_samples=16, num_tuning_cores=1) if config.rerank_pool > 0 else None
-    pretrained = make_program_model(options, num_tuning_cores=1) if options.warm_start else None
+    pretrained = (
+        make_program_model(options, num_tuning_cores=1)
+        if options.warm_start and config.pretrained_first_round
+        else None
+    )
     strategy = ChameleonSearch(
         config=config,
         seed=options.seed,
