@@ -118,12 +118,12 @@ class ChameleonSearch(PySearchStrategy):
         self.stats = {} if stats is None else stats
         """Shared by every clone (one per task): ``post_tuning`` puts the task's counters here."""
         self.program_model = program_model
+        """MetaSchedule's ``XGBModel`` on per-store program features, shared by every task and updated
+        by the task scheduler after each measurement; it re-ranks the knob model's shortlist."""
         self.pretrained_model = pretrained_model
         """MetaSchedule's ``XGBModel`` trained on the warm-start logs' records of every workload
         (``search.transfer``); it ranks the first round of a task whose knob model has nothing to
-        learn from yet. None without a warm start."""
-        """MetaSchedule's ``XGBModel`` on per-store program features, shared by every task and updated
-        by the task scheduler after each measurement; it re-ranks the knob model's shortlist."""
+        learn from yet. None unless ``pretrained_first_round`` and a warm start."""
         self.seed = seed
         self.blueprint = blueprint
         """Hardware blueprint (Glimpse): priors, validity checks, embedding in the cost model; None: off."""

@@ -72,7 +72,7 @@ def pretrain_program_model(
     networks or devices ranks this task's programs before its first measurement.
 
     At most ``per_workload`` records per workload (the best one and a random draw of the rest)
-    keep the replay cost (~20 ms a record) and the model's retraining bounded. Returns the number of
+    keep the replay cost (~80 ms a conv record here) and the model's retraining bounded. Returns the number of
     records trained on. The model must retrain after every round (``adaptive_training=False``):
     with TVM's adaptive training a task's first ~20% x (pre-trained rows) measurements would never
     reach the model.
