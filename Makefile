@@ -48,7 +48,7 @@ replay: $(STAMP)  ## compile LOG_DIR's best records, export and time the network
 report: $(STAMP)  ## per-task table and plot for LOG_DIR
 	$(BIN)/chameleon report $(LOG_DIR)
 
-test: $(STAMP)  ## the whole test suite (unit, property and end-to-end; ~14 min on 2 cores)
+test: $(STAMP)  ## the whole test suite (unit, property and end-to-end; ~16 min on 2 cores)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)  ## unit and property tests only
