@@ -108,10 +108,11 @@ def run_online(
     (one task each); a network's log that tuned the task is skipped whole.
     """
     curves = []
+    tuned = {w: tuned_tasks(w) if leave_task_out else set() for w in warm_start}  # read each run.json once
     # Seed-major: a benchmark stopped early still covers every task and strategy with its first seeds.
     for seed in seeds:
         for task in tasks:
-            warm_logs = tuple(w for w in warm_start if not (leave_task_out and task in tuned_tasks(w)))
+            warm_logs = tuple(w for w in warm_start if task not in tuned[w])
             if warm_start and not warm_logs:
                 raise UsageError(f"every warm-start log tuned {task}: nothing is left to transfer from")
             for label, strategy, warm in strategy_variants(strategies, warm_logs):
@@ -147,7 +148,8 @@ def run_online(
 
 
 def tuned_tasks(log: str) -> set[str]:
-    """Names of the tasks a log (directory or dataset ``.tar.gz``) holds records of."""
+    """Names of the tasks a log (directory or dataset ``.tar.gz``) was tuning (``tuned`` in its
+    ``run.json``)."""
     from chameleon.simulate.dataset import log_directory
 
     return {t["name"] for t in read_run_file(log_directory(log)).get("tasks", []) if t.get("tuned")}
