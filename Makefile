@@ -18,6 +18,7 @@ SERVERS  ?= 2
 FARM_PORT ?= 9190
 FARM_ARGS := $(if $(TRACKER),--tracker $(TRACKER)) $(if $(KEY),--key $(KEY))
 WARM     ?=
+PASSES   ?= 1
 SHAPE_ARGS := --batch $(BATCH) $(if $(SIZE),--image-size $(SIZE))
 WARM_ARGS := $(foreach w,$(WARM),--warm-start $(w))
 
@@ -25,7 +26,7 @@ WARM_ARGS := $(foreach w,$(WARM),--warm-start $(w))
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
-	@echo "  variables: MODEL=$(MODEL) TARGET=$(TARGET) TRIALS=$(TRIALS) STRATEGY=$(STRATEGY) SEED=$(SEED) BATCH=$(BATCH) SIZE= (image size; sequence length for bert_mini) TRACKER= KEY= WARM= (earlier logs to pre-train on)"
+	@echo "  variables: MODEL=$(MODEL) TARGET=$(TARGET) TRIALS=$(TRIALS) STRATEGY=$(STRATEGY) SEED=$(SEED) BATCH=$(BATCH) SIZE= (image size; sequence length for bert_mini) TRACKER= KEY= WARM= (earlier logs to pre-train on) PASSES=$(PASSES) (interleaved timing passes per round, fastest kept)"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +35,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install chameleon with pinned dependencies
 
-tune: $(STAMP)  ## tune MODEL for TARGET (TRIALS, STRATEGY, BATCH, SIZE, TRACKER, KEY, WARM), re-measure each task's best records, replay the log
-	$(BIN)/chameleon tune --model $(MODEL) --target $(TARGET) --trials $(TRIALS) --strategy $(STRATEGY) --seed $(SEED) $(SHAPE_ARGS) --log-dir $(LOG_DIR) $(FARM_ARGS) $(WARM_ARGS)
+tune: $(STAMP)  ## tune MODEL for TARGET (TRIALS, STRATEGY, BATCH, SIZE, TRACKER, KEY, WARM, PASSES), re-measure each task's best records, replay the log
+	$(BIN)/chameleon tune --model $(MODEL) --target $(TARGET) --trials $(TRIALS) --strategy $(STRATEGY) --seed $(SEED) $(SHAPE_ARGS) --log-dir $(LOG_DIR) $(FARM_ARGS) $(WARM_ARGS) --measure-passes $(PASSES)
 	$(BIN)/chameleon confirm $(LOG_DIR) $(FARM_ARGS)
 	$(BIN)/chameleon replay $(LOG_DIR)
 

@@ -62,6 +62,14 @@ def main() -> None:
     parser.add_argument(
         "--runs", help="run directory under experiments/results/runs (default: --out, else the preset)"
     )
+    parser.add_argument(
+        "--measure-passes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="time each round's candidates in N interleaved passes, each keeping its fastest "
+        "(chameleon/tuning/passes.py); a run directory keeps one N",
+    )
     parser.add_argument("--baseline", default="evolutionary", help="the strategy ratios are taken against")
     parser.add_argument(
         "--confirm",
@@ -96,6 +104,7 @@ def main() -> None:
         measure=not args.no_run,
         warm_start=tuple(args.warm_start),
         leave_task_out=args.leave_task_out,
+        measure_passes=args.measure_passes,
         on_run=lambda c: print(
             f"  {c.strategy:16s} seed {c.seed} {c.task[:50]:50s} best {1e3 * (c.best or float('nan')):.4f} ms "
             f"after {len(c.latencies)} measurements, {c.times[-1] if c.times else 0:.0f} s, "

@@ -17,6 +17,7 @@ from chameleon.bench.metrics import RunCurve, strategy_variants
 from chameleon.errors import UsageError
 from chameleon.logs.metadata import read_run_file
 from chameleon.logs.timeline import read_timeline
+from chameleon.tuning.measure import MeasureConfig
 from chameleon.tuning.tune import TuneConfig, tune
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def run_online(
     measure: bool = True,
     warm_start: tuple[str, ...] = (),
     leave_task_out: bool = False,
+    measure_passes: int = 1,
 ) -> list[RunCurve]:
     """Tune every (task, seed, strategy); with ``measure=False`` only collect the runs already on
     disk that finished their budget.
@@ -106,6 +108,9 @@ def run_online(
     ``leave_task_out``, a task's runs skip the logs that tuned that task (by name): transfer from the
     other tasks only, as if the layer had never been seen. Meant for benchmark run directories
     (one task each); a network's log that tuned the task is skipped whole.
+
+    ``measure_passes``: interleaved timing passes per round (``tuning.passes``); a run directory
+    measured with another number is refused, so a benchmark never mixes the two.
     """
     curves = []
     tuned = {w: tuned_tasks(w) if leave_task_out else set() for w in warm_start}  # read each run.json once
@@ -117,6 +122,7 @@ def run_online(
                 raise UsageError(f"every warm-start log tuned {task}: nothing is left to transfer from")
             for label, strategy, warm in strategy_variants(strategies, warm_logs):
                 log_dir = run_dir(out_dir, task, label, seed)
+                check_passes(log_dir, measure_passes)
                 if not measure:
                     if (log_dir / "timeline.jsonl").exists():
                         curve = run_curve(log_dir, strategy=label, task=task, seed=seed, budget=trials)
@@ -138,6 +144,7 @@ def run_online(
                         seed=seed,
                         log_dir=log_dir,
                         warm_start=warm,
+                        measure=MeasureConfig(passes=measure_passes),
                     )
                 )
                 curve = run_curve(log_dir, strategy=label, task=task, seed=seed, budget=trials)
@@ -145,6 +152,19 @@ def run_online(
                 if on_run:
                     on_run(curve)
     return curves
+
+
+def check_passes(log_dir: Path, passes: int) -> None:
+    """Refuse a run directory whose runs were timed with another number of passes (runs from
+    before passes existed used 1)."""
+    if not (log_dir / "run.json").exists():
+        return
+    used = {r.get("config", {}).get("measure", {}).get("passes", 1) for r in read_run_file(log_dir)["runs"]}
+    if used != {passes}:
+        raise UsageError(
+            f"{log_dir} was measured with {'/'.join(map(str, sorted(used)))} timing pass(es), not {passes}: "
+            "pass the same --measure-passes or another --runs directory"
+        )
 
 
 def tuned_tasks(log: str) -> set[str]:

@@ -63,6 +63,12 @@ def tune(
     key: str = typer.Option(None, help="RPC device key on the tracker."),
     session_timeout: float = typer.Option(60.0, help="RPC session timeout (s)."),
     cooldown: float = typer.Option(0.0, help="Pause between measurements on a device (s)."),
+    measure_passes: int = typer.Option(
+        1,
+        help="Time each round's candidates in N interleaved passes and keep each one's fastest "
+        "(for a shared or virtual machine whose load changes under the measurement; ~0.1 s per "
+        "candidate and pass on a CPU).",
+    ),
     blueprint: bool = typer.Option(True, help="Use the hardware blueprint (chameleon strategy)."),
     warm_start: list[Path] = typer.Option(
         [],
@@ -91,7 +97,11 @@ def tune(
         tasks=tuple(tasks),
         prepack=None if prepack else False,
         measure=MeasureConfig(
-            tracker=tracker, key=key, session_timeout_s=session_timeout, cooldown_s=cooldown
+            tracker=tracker,
+            key=key,
+            session_timeout_s=session_timeout,
+            cooldown_s=cooldown,
+            passes=measure_passes,
         ),
         blueprint=blueprint,
         warm_start=tuple(str(p) for p in warm_start),

@@ -18,6 +18,9 @@ class MeasureConfig:
     """Timing repeats per candidate."""
     min_repeat_ms: int = 40
     """Minimum duration of one repeat; short kernels are run more often."""
+    passes: int = 1
+    """Interleaved timing passes over a round's candidates; each keeps its fastest pass
+    (``tuning.passes``: what a host whose load changes under the measurement needs)."""
     build_timeout_s: float = 30.0
     run_timeout_s: float = 30.0
     tracker: str | None = None
@@ -42,6 +45,17 @@ def tracker_address(config: MeasureConfig) -> str | None:
 
 
 def make_runner(spec: TargetSpec, config: MeasureConfig):
+    if config.passes < 1:
+        raise UsageError(f"--measure-passes must be at least 1, not {config.passes}")
+    runner = _single_pass_runner(spec, config)
+    if config.passes == 1:
+        return runner
+    from chameleon.tuning.passes import FastestOfPasses
+
+    return FastestOfPasses(runner, config.passes)
+
+
+def _single_pass_runner(spec: TargetSpec, config: MeasureConfig):
     from tvm.s_tir import meta_schedule as ms
 
     tracker = tracker_address(config)
