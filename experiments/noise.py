@@ -7,7 +7,12 @@ configuration: min, median and max of its times, and how often a single time lan
 the configuration's own best. The benchmark's target is 1.05x the best any run reached: when one
 configuration's own times spread wider than that, reaching the target within a budget is partly
 luck, whatever the search.
-Writes experiments/results/noise-<out>.{csv,md}.
+
+``--passes 1,3,5`` adds what interleaved timing passes (``chameleon tune --measure-passes``) would
+have recorded: consecutive interleaved rounds grouped K at a time, each group keeping its fastest,
+and the same spread taken over the groups. ``--series N`` also times the fastest configuration N
+times back to back and plots the times against the clock (how long a level of the host's load lasts).
+Writes experiments/results/noise-<out>.{csv,md} (and noise-<out>-series.{csv,png}).
 """
 
 from __future__ import annotations
@@ -21,22 +26,39 @@ RESULTS = Path("experiments/results")
 BAND = 1.05
 
 
-def measure(dataset_path: Path, task_part: str, *, top: int, rounds: int) -> list[dict]:
-    from chameleon.hardware.targets import resolve_target
+def _picked(dataset_path: Path, task_part: str, top: int):
     from chameleon.simulate.dataset import load_dataset
-    from chameleon.tuning.confirm import remeasure
 
     task = load_dataset(dataset_path).task(task_part)
     keys = sorted(task.valid_keys(), key=lambda k: task.latency[k])
-    picked = keys[:top] + keys[len(keys) // 4 : len(keys) // 4 + 2]
+    return task, keys[:top] + keys[len(keys) // 4 : len(keys) // 4 + 2]
+
+
+def spread(times: list[float]) -> tuple[float, float]:
+    """max/min of ``times``, and the share of them within 5% of the min."""
+    best = min(times)
+    return max(times) / best, sum(x <= BAND * best for x in times) / len(times)
+
+
+def fastest_of_groups(times: list[float], k: int) -> list[float]:
+    """What ``k`` interleaved passes record: consecutive groups of ``k`` times, each one's min."""
+    return [min(times[j : j + k]) for j in range(0, len(times) - k + 1, k)]
+
+
+def measure(dataset_path: Path, task_part: str, *, top: int, rounds: int) -> tuple[list[dict], dict]:
+    from chameleon.hardware.targets import resolve_target
+    from chameleon.tuning.confirm import remeasure
+
+    task, picked = _picked(dataset_path, task_part, top)
     spec = resolve_target("llvm")
     traces = [task.traces[k] for k in picked]
     times = remeasure(task.workload, traces, rounds=rounds, spec=spec, target=spec.tvm_target())
-    rows = []
+    rows, series = [], {}
     for rank, (key, t) in enumerate(zip(picked, times, strict=True)):
         if not t:
             continue
         best = min(t)
+        series[key] = t
         rows.append(
             {
                 "task": task.name,
@@ -46,21 +68,91 @@ def measure(dataset_path: Path, task_part: str, *, top: int, rounds: int) -> lis
                 "min_ms": best * 1e3,
                 "median_ms": statistics.median(t) * 1e3,
                 "max_ms": max(t) * 1e3,
-                "max_over_min": max(t) / best,
-                "within_5pct": sum(x <= BAND * best for x in t) / len(t),
+                "max_over_min": spread(t)[0],
+                "within_5pct": spread(t)[1],
                 "times": len(t),
             }
         )
-    return rows
+    return rows, series
 
 
-def write(rows: list[dict], out: str, *, dataset: Path, rounds: int) -> None:
+def passes_table(series: dict[str, list[float]], passes: list[int]) -> list[str]:
+    lines = [
+        "",
+        "What K interleaved timing passes would record (consecutive rounds grouped K at a time, each"
+        " group's fastest; `chameleon tune --measure-passes K`), median over configurations:",
+        "",
+        "| passes K | values per configuration | max/min | within 5% of min |",
+        "|---:|---:|---:|---:|",
+    ]
+    for k in passes:
+        groups = [fastest_of_groups(t, k) for t in series.values()]
+        if min(len(g) for g in groups) < 2:
+            continue
+        s = [spread(g) for g in groups]
+        lines.append(
+            f"| {k} | {min(len(g) for g in groups)} | {statistics.median(x[0] for x in s):.2f} |"
+            f" {statistics.median(x[1] for x in s):.0%} |"
+        )
+    return lines
+
+
+def time_series(dataset_path: Path, task_part: str, n: int, out: str) -> str:
+    """Times the fastest recorded configuration ``n`` times back to back; writes the series."""
+    import time
+
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.schedule import Schedule
+
+    from chameleon.hardware.targets import resolve_target
+    from chameleon.logs.timeline import mean_latency
+    from chameleon.space.space import to_measure_candidate
+    from chameleon.tuning.confirm import measurers
+
+    task, picked = _picked(dataset_path, task_part, 1)
+    spec = resolve_target("llvm")
+    sch = Schedule(task.workload)
+    task.traces[picked[0]].apply_to_schedule(sch, remove_postproc=False)
+    cand = to_measure_candidate(sch)
+    points = []
+    with measurers(spec) as (builder, runner):
+        (built,) = builder.build([ms.builder.BuilderInput(cand.sch.mod, spec.tvm_target())])
+        start = time.perf_counter()
+        for _ in range(n):
+            (future,) = runner.run([ms.runner.RunnerInput(built.artifact_path, "cpu", cand.args_info)])
+            lat = mean_latency(future.result().run_secs)
+            if lat is not None:
+                points.append((time.perf_counter() - start, lat * 1e3))
+    with open(RESULTS / f"noise-{out}-series.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("t_s", "ms"), *((f"{t:.3f}", f"{v:.4f}") for t, v in points)])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.plot([p[0] for p in points], [p[1] for p in points], ".-", lw=0.6, ms=3)
+    ax.set_xlabel("seconds since the first time")
+    ax.set_ylabel("ms")
+    ax.set_title(f"one configuration of {task.name[:40]}, timed {len(points)} times back to back")
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"noise-{out}-series.png", dpi=120)
+    times = [p[1] for p in points]
+    ratio, within = spread(times)
+    return (
+        f"The fastest configuration timed {len(points)} times back to back over {points[-1][0]:.0f} s"
+        f" (`noise-{out}-series.png`): min {min(times):.3f} ms, median {statistics.median(times):.3f},"
+        f" max {max(times):.3f} (max/min {ratio:.2f}; {within:.0%} of the times within 5% of the min)."
+    )
+
+
+def write(rows: list[dict], out: str, *, dataset: Path, rounds: int, extra: list[str]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / f"noise-{out}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    spread = statistics.median(r["max_over_min"] for r in rows)
+    ratio = statistics.median(r["max_over_min"] for r in rows)
     within = statistics.median(r["within_5pct"] for r in rows)
     from chameleon.hardware.host_cpu import host_llvm_cpu
     from chameleon.hardware.targets import host_cores
@@ -70,7 +162,7 @@ def write(rows: list[dict], out: str, *, dataset: Path, rounds: int) -> None:
         "",
         f"Configurations of `{rows[0]['task']}` from `{dataset}`, each built once and timed {rounds} times,"
         " interleaved, with the tuning runner's settings. Median over configurations: max/min"
-        f" {spread:.2f}; a single time is within 5% of the configuration's own best {within:.0%} of"
+        f" {ratio:.2f}; a single time is within 5% of the configuration's own best {within:.0%} of"
         " the time.",
         "",
         "| recorded rank | recorded (ms) | min (ms) | median (ms) | max (ms) | max/min | within 5% of min |",
@@ -81,6 +173,7 @@ def write(rows: list[dict], out: str, *, dataset: Path, rounds: int) -> None:
         f"{r['max_ms']:.3f} | {r['max_over_min']:.2f} | {r['within_5pct']:.0%} |"
         for r in rows
     ]
+    lines += extra
     (RESULTS / f"noise-{out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -94,11 +187,21 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=6, help="fastest recorded configurations to re-measure")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--out", default="host")
+    parser.add_argument(
+        "--passes", default="", help="comma-separated K: add what K interleaved timing passes would record"
+    )
+    parser.add_argument(
+        "--series", type=int, default=0, metavar="N", help="also time the fastest N times back to back"
+    )
     args = parser.parse_args()
-    rows = measure(args.dataset, args.task, top=args.top, rounds=args.rounds)
+    passes = [int(k) for k in args.passes.split(",") if k.strip()]
+    rows, series = measure(args.dataset, args.task, top=args.top, rounds=args.rounds)
     if not rows:
         raise SystemExit("error: no configuration could be built and timed; see the log above")
-    write(rows, args.out, dataset=args.dataset, rounds=args.rounds)
+    extra = passes_table(series, passes) if passes else []
+    if args.series:
+        extra += ["", time_series(args.dataset, args.task, args.series, args.out)]
+    write(rows, args.out, dataset=args.dataset, rounds=args.rounds, extra=extra)
 
 
 if __name__ == "__main__":

@@ -141,3 +141,14 @@ def test_a_benchmark_run_directory_keeps_one_pass_count(tmp_path: Path) -> None:
     mixed = _run_file(tmp_path / "mixed", [{"passes": 5}, {"passes": 1}])
     with pytest.raises(UsageError, match="1/5"):
         check_passes(mixed, 5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=30), st.integers(1, 6))
+def test_the_noise_study_groups_rounds_as_passes_would(times: list[float], k: int) -> None:
+    from experiments.noise import fastest_of_groups
+
+    groups = fastest_of_groups(times, k)
+    assert len(groups) == len(times) // k
+    assert groups == [min(times[i * k : (i + 1) * k]) for i in range(len(groups))]
+    assert fastest_of_groups(times, 1) == times
