@@ -50,7 +50,7 @@ report: $(STAMP)  ## per-task table and plot for LOG_DIR
 	$(BIN)/chameleon report $(LOG_DIR)
 
 test: $(STAMP)  ## the whole test suite (unit, property and end-to-end; ~16 min on 2 cores)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: $(STAMP)  ## unit and property tests only
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -70,6 +70,13 @@ def main() -> None:
         help="time each round's candidates in N interleaved passes, each keeping its fastest "
         "(chameleon/tuning/passes.py); a run directory keeps one N",
     )
+    parser.add_argument(
+        "--pass-margin",
+        type=float,
+        default=2.0,
+        metavar="F",
+        help="passes after the first time only candidates within F x their task's fastest so far (inf: all)",
+    )
     parser.add_argument("--baseline", default="evolutionary", help="the strategy ratios are taken against")
     parser.add_argument(
         "--confirm",
@@ -105,6 +112,7 @@ def main() -> None:
         warm_start=tuple(args.warm_start),
         leave_task_out=args.leave_task_out,
         measure_passes=args.measure_passes,
+        pass_margin=args.pass_margin,
         on_run=lambda c: print(
             f"  {c.strategy:16s} seed {c.seed} {c.task[:50]:50s} best {1e3 * (c.best or float('nan')):.4f} ms "
             f"after {len(c.latencies)} measurements, {c.times[-1] if c.times else 0:.0f} s, "

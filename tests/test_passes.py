@@ -3,8 +3,10 @@ an error, one pass is the plain runner, and a benchmark never mixes pass counts.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
-from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+from tvm.s_tir.meta_schedule.arg_info import ArgInfo, TensorInfo
 from tvm.s_tir.meta_schedule.runner import PyRunner, RunnerFuture, RunnerInput
 from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
 
@@ -35,9 +37,11 @@ class ScriptedRunner(PyRunner):
         super().__init__()
         self.script = script
         self.timed: list[list[str]] = []
+        self.started: list[float] = []
 
     def run(self, runner_inputs: list[RunnerInput]) -> list[RunnerFuture]:
-        p = len(self.timed)
+        p = len(self.timed) % len(self.script)
+        self.started.append(time.monotonic())
         self.timed.append([str(r.artifact_path) for r in runner_inputs])
         out = []
         for r in runner_inputs:
@@ -50,17 +54,18 @@ class ScriptedRunner(PyRunner):
         return out
 
 
-def _inputs(n: int) -> list[RunnerInput]:
-    return [RunnerInput(str(i), "cpu", []) for i in range(n)]
+def _inputs(n: int, shape: tuple[int, ...] = (4, 4)) -> list[RunnerInput]:
+    return [RunnerInput(str(i), "cpu", [TensorInfo("float32", list(shape))]) for i in range(n)]
 
 
 def _secs(result) -> list[float]:
     return [float(x) for x in result.run_secs]
 
 
-def _run(script: list[list[float | None]]) -> tuple[list, ScriptedRunner]:
+def _run(script: list[list[float | None]], margin: float = math.inf) -> tuple[list, ScriptedRunner]:
     inner = ScriptedRunner(script)
-    results = [f.result() for f in FastestOfPasses(inner, len(script)).run(_inputs(len(script[0])))]
+    runner = FastestOfPasses(inner, len(script), margin, spacing_s=0.0)
+    results = [f.result() for f in runner.run(_inputs(len(script[0])))]
     return results, inner
 
 
@@ -98,6 +103,30 @@ def test_the_result_is_the_fastest_pass_or_an_error(script: list[list[float | No
             assert r.error_msg is None and math.isclose(_secs(r)[0], min(times), rel_tol=1e-6)
 
 
+def test_later_passes_race_only_the_candidates_near_the_fastest() -> None:
+    # candidate 1 is 3x the fastest after pass 1; candidate 2 is left over 2x behind by pass 2
+    results, inner = _run([[1e-3, 3e-3, 1.5e-3], [0.6e-3, 3e-3, 2e-3], [0.7e-3, 3e-3, 0.1e-3]], margin=2.0)
+    assert inner.timed == [["0", "1", "2"], ["0", "2"], ["0"]]
+    assert [_secs(r)[0] for r in results] == pytest.approx([0.6e-3, 3e-3, 1.5e-3])
+
+
+def test_the_race_remembers_each_tasks_fastest_across_rounds() -> None:
+    inner = ScriptedRunner([[1e-3, 1e-3], [1e-3, 1e-3]])
+    runner = FastestOfPasses(inner, 2, 2.0, spacing_s=0.0)
+    runner.run(_inputs(1, (4, 4)))  # task A: 1 ms
+    inner.script = [[3e-3, 3e-3], [3e-3, 3e-3]]
+    runner.run(_inputs(2, (4, 4)))  # task A again: 3 ms is over 2x its 1 ms
+    runner.run(_inputs(2, (8, 8)))  # task B: its own first round, so both are contenders
+    assert inner.timed[2:] == [["0", "1"], ["0", "1"], ["0", "1"]]
+    assert runner.timed == 2 + 2 + 4
+
+
+def test_passes_are_spaced_in_time() -> None:
+    inner = ScriptedRunner([[1e-3], [1e-3], [1e-3]])
+    FastestOfPasses(inner, 3, spacing_s=0.2).run(_inputs(1))
+    assert min(b - a for a, b in itertools.pairwise(inner.started)) >= 0.2
+
+
 def test_a_real_local_runner_times_a_real_kernel_in_passes() -> None:
     from chameleon.tvm_glue.builder import PersistentBuilder
 
@@ -123,6 +152,8 @@ def test_one_pass_is_the_plain_runner_and_fewer_is_refused() -> None:
     assert not isinstance(make_runner(spec, MeasureConfig()), FastestOfPasses)
     with pytest.raises(UsageError, match="--measure-passes must be at least 1"):
         make_runner(spec, MeasureConfig(passes=0))
+    with pytest.raises(UsageError, match="margin must be at least 1"):
+        make_runner(spec, MeasureConfig(passes=3, pass_margin=0.5))
 
 
 def _run_file(log_dir: Path, measures: list[dict]) -> Path:
@@ -132,15 +163,23 @@ def _run_file(log_dir: Path, measures: list[dict]) -> Path:
     return log_dir
 
 
-def test_a_benchmark_run_directory_keeps_one_pass_count(tmp_path: Path) -> None:
-    check_passes(tmp_path / "not-yet-run", 5)  # nothing measured there yet
+def test_a_benchmark_run_directory_keeps_one_way_of_measuring(tmp_path: Path) -> None:
+    five = MeasureConfig(passes=5)
+    check_passes(tmp_path / "not-yet-run", five)  # nothing measured there yet
     old = _run_file(tmp_path / "old", [{"number": 3}])  # before passes existed: 1
-    check_passes(old, 1)
-    with pytest.raises(UsageError, match=r"measured with 1 timing pass\(es\), not 5: .*--runs"):
-        check_passes(old, 5)
-    mixed = _run_file(tmp_path / "mixed", [{"passes": 5}, {"passes": 1}])
-    with pytest.raises(UsageError, match="1/5"):
-        check_passes(mixed, 5)
+    check_passes(old, MeasureConfig())
+    check_passes(old, MeasureConfig(pass_margin=3.0))  # the margin means nothing with one pass
+    with pytest.raises(
+        UsageError, match=r"measured with 1 timing pass, not 5 timing passes \(margin 2.0\): .*--runs"
+    ):
+        check_passes(old, five)
+    before_racing = _run_file(tmp_path / "all", [{"passes": 5}])  # every candidate took every pass
+    check_passes(before_racing, MeasureConfig(passes=5, pass_margin=math.inf))
+    with pytest.raises(UsageError, match=r"margin inf\), not 5 timing passes \(margin 2.0"):
+        check_passes(before_racing, five)
+    mixed = _run_file(tmp_path / "mixed", [{"passes": 5, "pass_margin": 2.0}, {"passes": 1}])
+    with pytest.raises(UsageError, match="1 timing pass and 5 timing passes"):
+        check_passes(mixed, five)
 
 
 @settings(max_examples=60, deadline=None)

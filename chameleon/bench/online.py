@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from chameleon.bench.metrics import RunCurve, strategy_variants
@@ -99,6 +99,7 @@ def run_online(
     warm_start: tuple[str, ...] = (),
     leave_task_out: bool = False,
     measure_passes: int = 1,
+    pass_margin: float = 2.0,
 ) -> list[RunCurve]:
     """Tune every (task, seed, strategy); with ``measure=False`` only collect the runs already on
     disk that finished their budget.
@@ -109,8 +110,9 @@ def run_online(
     other tasks only, as if the layer had never been seen. Meant for benchmark run directories
     (one task each); a network's log that tuned the task is skipped whole.
 
-    ``measure_passes``: interleaved timing passes per round (``tuning.passes``); a run directory
-    measured with another number is refused, so a benchmark never mixes the two.
+    ``measure_passes``, ``pass_margin``: interleaved timing passes per round and the racing margin
+    of the later ones (``tuning.passes``); a run directory measured otherwise is refused, so a
+    benchmark never mixes two ways of measuring.
     """
     curves = []
     tuned = {w: tuned_tasks(w) if leave_task_out else set() for w in warm_start}  # read each run.json once
@@ -122,7 +124,8 @@ def run_online(
                 raise UsageError(f"every warm-start log tuned {task}: nothing is left to transfer from")
             for label, strategy, warm in strategy_variants(strategies, warm_logs):
                 log_dir = run_dir(out_dir, task, label, seed)
-                check_passes(log_dir, measure_passes)
+                measure_config = MeasureConfig(passes=measure_passes, pass_margin=pass_margin)
+                check_passes(log_dir, measure_config)
                 if not measure:
                     if (log_dir / "timeline.jsonl").exists():
                         curve = run_curve(log_dir, strategy=label, task=task, seed=seed, budget=trials)
@@ -144,7 +147,7 @@ def run_online(
                         seed=seed,
                         log_dir=log_dir,
                         warm_start=warm,
-                        measure=MeasureConfig(passes=measure_passes),
+                        measure=measure_config,
                     )
                 )
                 curve = run_curve(log_dir, strategy=label, task=task, seed=seed, budget=trials)
@@ -154,17 +157,26 @@ def run_online(
     return curves
 
 
-def check_passes(log_dir: Path, passes: int) -> None:
-    """Refuse a run directory whose runs were timed with another number of passes (runs from
-    before passes existed used 1)."""
+def check_passes(log_dir: Path, measure: MeasureConfig) -> None:
+    """Refuse a run directory whose runs were timed another way: another number of passes, or
+    another racing margin (runs from before passes existed used 1 pass; before racing, every
+    candidate took every pass)."""
     if not (log_dir / "run.json").exists():
         return
-    used = {r.get("config", {}).get("measure", {}).get("passes", 1) for r in read_run_file(log_dir)["runs"]}
-    if used != {passes}:
+    used = {_passes_label(r.get("config", {}).get("measure", {})) for r in read_run_file(log_dir)["runs"]}
+    wanted = _passes_label(asdict(measure))
+    if used != {wanted}:
         raise UsageError(
-            f"{log_dir} was measured with {'/'.join(map(str, sorted(used)))} timing pass(es), not {passes}: "
-            "pass the same --measure-passes or another --runs directory"
+            f"{log_dir} was measured with {' and '.join(sorted(used))}, not {wanted}: "
+            "pass the same --measure-passes/--pass-margin or another --runs directory"
         )
+
+
+def _passes_label(measure: dict) -> str:
+    passes = measure.get("passes", 1)
+    if passes == 1:
+        return "1 timing pass"
+    return f"{passes} timing passes (margin {measure.get('pass_margin', float('inf'))})"
 
 
 def tuned_tasks(log: str) -> set[str]:

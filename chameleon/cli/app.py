@@ -66,8 +66,9 @@ def tune(
     measure_passes: int = typer.Option(
         1,
         help="Time each round's candidates in N interleaved passes and keep each one's fastest "
-        "(for a shared or virtual machine whose load changes under the measurement; ~0.1 s per "
-        "candidate and pass on a CPU).",
+        "(for a shared or virtual machine whose load changes under the measurement). Passes after "
+        "the first time only candidates within 2x of their task's best; ~0.15 s per candidate and pass "
+        "on a CPU.",
     ),
     blueprint: bool = typer.Option(True, help="Use the hardware blueprint (chameleon strategy)."),
     warm_start: list[Path] = typer.Option(

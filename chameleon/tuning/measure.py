@@ -21,6 +21,9 @@ class MeasureConfig:
     passes: int = 1
     """Interleaved timing passes over a round's candidates; each keeps its fastest pass
     (``tuning.passes``: what a host whose load changes under the measurement needs)."""
+    pass_margin: float = 2.0
+    """Passes after the first time only candidates within this factor of their task's fastest
+    time so far (inf: every candidate, every pass)."""
     build_timeout_s: float = 30.0
     run_timeout_s: float = 30.0
     tracker: str | None = None
@@ -47,12 +50,14 @@ def tracker_address(config: MeasureConfig) -> str | None:
 def make_runner(spec: TargetSpec, config: MeasureConfig):
     if config.passes < 1:
         raise UsageError(f"--measure-passes must be at least 1, not {config.passes}")
+    if not config.pass_margin >= 1:
+        raise UsageError(f"the pass margin must be at least 1, not {config.pass_margin}")
     runner = _single_pass_runner(spec, config)
     if config.passes == 1:
         return runner
     from chameleon.tuning.passes import FastestOfPasses
 
-    return FastestOfPasses(runner, config.passes)
+    return FastestOfPasses(runner, config.passes, config.pass_margin)
 
 
 def _single_pass_runner(spec: TargetSpec, config: MeasureConfig):
