@@ -145,6 +145,25 @@ def test_a_real_local_runner_times_a_real_kernel_in_passes() -> None:
         runner.shutdown()
     assert result.error_msg is None
     assert len(result.run_secs) == 1 and 0 < float(result.run_secs[0]) < 0.1
+    assert runner.timed == 3  # a lone candidate is always within 2x of its own best
+
+
+@pytest.mark.slow
+def test_a_resumed_tuning_run_measures_in_passes_and_says_how_many(
+    tiny_log_copy: Path, tiny_tune_config
+) -> None:
+    from dataclasses import replace
+
+    from chameleon.logs.metadata import read_run_file
+    from chameleon.tuning.tune import tune
+
+    config = replace(tiny_tune_config(tiny_log_copy, trials=16), measure=MeasureConfig(passes=3))
+    summary = tune(config)
+    assert summary.new_trials == 4
+    assert 1 <= summary.breakdown_s["passes_per_candidate"] <= 3
+    run = read_run_file(tiny_log_copy)["runs"][-1]
+    assert run["config"]["measure"]["passes"] == 3
+    assert run["breakdown_s"]["passes_per_candidate"] == summary.breakdown_s["passes_per_candidate"]
 
 
 def test_one_pass_is_the_plain_runner_and_fewer_is_refused() -> None:

@@ -276,6 +276,8 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
     breakdown["strategy_setup"] = round(setup_s, 2)  # before the timeline's clock starts
     if builder.candidates:
         breakdown["build_per_candidate"] = round(builder.seconds / builder.candidates, 3)
+    if config.measure.passes > 1 and new:
+        breakdown["passes_per_candidate"] = round(runner.timed / new, 2)  # what racing left
     counts = records_per_workload(database)
     results = [
         TaskResult(
