@@ -2,12 +2,12 @@
 
 Why: on a shared machine (a cloud VM, a 2-vCPU KVM guest) the host's load changes every fraction
 of a second, and a kernel's time with it. Measured on this project's 2-vCPU Intel host
-(``experiments/results/noise-passes.md``): the same built ``conv2d`` timed 150 times in a row
-hopped between ~3.1, ~4.3 and ~5.8 ms levels that each lasted a few hundred milliseconds. TVM's
-``repeat`` does not help: its repeats run back to back inside one level (min of 5 repeats spread
-1.68x across rounds). Passes do: pass 1 times candidates 1..n, pass 2 times them again, and so on,
-so one candidate's passes land seconds apart, in different levels, and the fastest of them is
-close to what the kernel does on a quiet machine.
+(``experiments/results/noise-passes*``): one built ``conv2d`` timed 150 times back to back hopped
+between levels lasting a tenth of a second to about one (median 1.39x its minimum); 8
+configurations timed in 30 interleaved rounds spread 1.74x each (median). TVM's ``repeat`` does
+not help, since its repeats run back to back inside one level. Passes do: pass 1 times
+candidates 1..n, pass 2 times them again, and so on, so one candidate's passes land seconds apart,
+in different levels. The fastest of 5 such passes spread 1.35x in that study.
 
 The result of a candidate is the run times of its fastest pass, so MetaSchedule's database, cost
 models and every strategy see one ``run_secs`` list as before. A candidate that fails in any pass
@@ -16,11 +16,12 @@ timed again.
 
 Racing: passes after the first time only the contenders, the candidates within ``margin`` of the
 fastest time of their task so far (this runner's earlier rounds and this round; a task is known by
-its argument shapes). The noise moves a time by up to ~1.9x here, so a candidate timed more than
-twice the best is not the next best, and its single time is good enough for the cost model. In the
-benchmark runs of sessions 7-12, 13-54% of candidates (evolutionary: 13-25%, chameleon: 17-54%) were
-within 2x of their task's best so far when measured. A pass starts at least ``PASS_SPACING_S``
-after the one before (``spacing_s``), so a lone contender's passes still fall in different load levels.
+its argument shapes). The noise moves a time by up to ~2x here, so a candidate timed more than
+twice the best is not the next best, and its single time is good enough for the cost model. In
+session 12's benchmark runs, a median 46% of chameleon's candidates and 17% of evolutionary's were
+within 2x of their task's best so far when measured (``experiments/results/passes5*``).
+A pass starts at least ``PASS_SPACING_S`` after the one before (``spacing_s``), so a lone
+contender's passes still fall in different load levels.
 """
 
 from __future__ import annotations
