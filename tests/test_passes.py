@@ -116,9 +116,10 @@ def test_the_race_remembers_each_tasks_fastest_across_rounds() -> None:
     runner.run(_inputs(1, (4, 4)))  # task A: 1 ms
     inner.script = [[3e-3, 3e-3], [3e-3, 3e-3]]
     runner.run(_inputs(2, (4, 4)))  # task A again: 3 ms is over 2x its 1 ms
+    runner.run(_inputs(2, (2, 8)))  # task A, its layout rewritten (CPU prepacking): same elements
     runner.run(_inputs(2, (8, 8)))  # task B: its own first round, so both are contenders
-    assert inner.timed[2:] == [["0", "1"], ["0", "1"], ["0", "1"]]
-    assert runner.timed == 2 + 2 + 4
+    assert inner.timed[2:] == [["0", "1"], ["0", "1"], ["0", "1"], ["0", "1"]]
+    assert runner.timed == 2 + 2 + 2 + 4
 
 
 def test_passes_are_spaced_in_time() -> None:

@@ -16,7 +16,7 @@ timed again.
 
 Racing: passes after the first time only the contenders, the candidates within ``margin`` of the
 fastest time of their task so far (this runner's earlier rounds and this round; a task is known by
-its argument shapes). The noise moves a time by up to ~2x here, so a candidate timed more than
+its arguments' dtypes and sizes). The noise moves a time by up to ~2x here, so a candidate timed more than
 twice the best is not the next best, and its single time is good enough for the cost model. In
 session 12's benchmark runs, a median 46% of chameleon's candidates and 17% of evolutionary's were
 within 2x of their task's best so far when measured (``experiments/results/passes5*``).
@@ -37,6 +37,14 @@ from chameleon.logs.timeline import mean_latency
 
 PASS_SPACING_S = 1.0
 """Least time from one pass's start to the next's: the host's load levels last up to ~1 s."""
+
+
+def _task_key(runner_input: RunnerInput) -> str:
+    """The task a candidate belongs to: its arguments' dtypes and element counts. Not their
+    shapes: on CPU, weight prepacking rewrites the weight's layout per schedule, so every candidate
+    of a task had a shape of its own (and raced only against itself: 4.97 passes a candidate
+    in session 12's first check), while the element count stays."""
+    return str([(str(a.dtype), math.prod(int(d) for d in a.shape)) for a in runner_input.args_info])
 
 
 @derived_object
@@ -60,7 +68,7 @@ class FastestOfPasses(PyRunner):
 
     def run(self, runner_inputs: list[RunnerInput]) -> list[RunnerFuture]:
         inputs = list(runner_inputs)
-        tasks = [str([a.as_json() for a in r.args_info]) for r in inputs]
+        tasks = [_task_key(r) for r in inputs]
         best: list[list[float] | None] = [None] * len(inputs)
         errors: list[str | None] = [None] * len(inputs)
         started = -math.inf
