@@ -115,6 +115,7 @@ def run_online(
     benchmark never mixes two ways of measuring.
     """
     curves = []
+    measure_config = MeasureConfig(passes=measure_passes, pass_margin=pass_margin)
     tuned = {w: tuned_tasks(w) if leave_task_out else set() for w in warm_start}  # read each run.json once
     # Seed-major: a benchmark stopped early still covers every task and strategy with its first seeds.
     for seed in seeds:
@@ -124,7 +125,6 @@ def run_online(
                 raise UsageError(f"every warm-start log tuned {task}: nothing is left to transfer from")
             for label, strategy, warm in strategy_variants(strategies, warm_logs):
                 log_dir = run_dir(out_dir, task, label, seed)
-                measure_config = MeasureConfig(passes=measure_passes, pass_margin=pass_margin)
                 check_passes(log_dir, measure_config)
                 if not measure:
                     if (log_dir / "timeline.jsonl").exists():

@@ -75,8 +75,6 @@ class FastestOfPasses(PyRunner):
         for p in range(self.passes):
             live = [i for i in range(len(inputs)) if errors[i] is None]
             if p > 0:
-                for i in live:
-                    self._lower(tasks[i], mean_latency(best[i]))
                 live = [i for i in live if mean_latency(best[i]) <= self.margin * self.fastest[tasks[i]]]
             if not live:
                 break
@@ -93,18 +91,13 @@ class FastestOfPasses(PyRunner):
                     best[i] = None
                 elif best[i] is None or latency < mean_latency(best[i]):
                     best[i] = secs
-        for task, secs in zip(tasks, best, strict=True):
-            if secs is not None:
-                self._lower(task, mean_latency(secs))
+                    self.fastest[tasks[i]] = min(self.fastest.get(tasks[i], math.inf), latency)
         return [
             LocalRunnerFuture(res=None, error_message=err)
             if err
             else LocalRunnerFuture(res=secs, error_message=None)
             for secs, err in zip(best, errors, strict=True)
         ]
-
-    def _lower(self, task: str, latency: float) -> None:
-        self.fastest[task] = min(self.fastest.get(task, math.inf), latency)
 
     def shutdown(self) -> None:
         if hasattr(self.inner, "shutdown"):
