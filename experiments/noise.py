@@ -101,28 +101,21 @@ def time_series(dataset_path: Path, task_part: str, n: int, out: str) -> str:
     """Times the fastest recorded configuration ``n`` times back to back; writes the series."""
     import time
 
-    from tvm.s_tir import meta_schedule as ms
-    from tvm.s_tir.schedule import Schedule
-
     from chameleon.hardware.targets import resolve_target
-    from chameleon.logs.timeline import mean_latency
-    from chameleon.space.space import to_measure_candidate
-    from chameleon.tuning.confirm import measurers
+    from chameleon.tuning.confirm import remeasure
 
     task, picked = _picked(dataset_path, task_part, 1)
     spec = resolve_target("llvm")
-    sch = Schedule(task.workload)
-    task.traces[picked[0]].apply_to_schedule(sch, remove_postproc=False)
-    cand = to_measure_candidate(sch)
-    points = []
-    with measurers(spec) as (builder, runner):
-        (built,) = builder.build([ms.builder.BuilderInput(cand.sch.mod, spec.tvm_target())])
-        start = time.perf_counter()
-        for _ in range(n):
-            (future,) = runner.run([ms.runner.RunnerInput(built.artifact_path, "cpu", cand.args_info)])
-            lat = mean_latency(future.result().run_secs)
-            if lat is not None:
-                points.append((time.perf_counter() - start, lat * 1e3))
+    stamps: list[tuple[float, float]] = []
+    remeasure(
+        task.workload,
+        [task.traces[picked[0]]],
+        rounds=n,
+        spec=spec,
+        target=spec.tvm_target(),
+        on_time=lambda _, lat: stamps.append((time.perf_counter(), lat * 1e3)),
+    )
+    points = [(t - stamps[0][0], ms) for t, ms in stamps]
     with open(RESULTS / f"noise-{out}-series.csv", "w", newline="") as f:
         csv.writer(f).writerows([("t_s", "ms"), *((f"{t:.3f}", f"{v:.4f}") for t, v in points)])
     import matplotlib

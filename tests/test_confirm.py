@@ -108,3 +108,25 @@ def test_a_task_whose_records_all_fail_to_remeasure_keeps_its_logged_records(
     assert [(i, n) for i, n, _ in seen] == [(0, 1)]
     lines = (confirm.confirmed_dir(tiny_log_copy) / RECORD_FILE).read_text().splitlines()
     assert len(lines) == 2  # replay still finds a schedule for the task
+
+
+@pytest.mark.slow
+def test_remeasure_reports_each_time_as_it_arrives(tiny_log: Path):
+    from chameleon.hardware.targets import resolve_target
+    from chameleon.simulate.dataset import load_dataset
+    from chameleon.tuning.confirm import remeasure
+
+    (task,) = load_dataset(tiny_log).tasks.values()
+    traces = list(task.traces.values())[:2]
+    spec = resolve_target("llvm")
+    seen: list[tuple[int, float]] = []
+    times = remeasure(
+        task.workload,
+        traces,
+        rounds=3,
+        spec=spec,
+        target=spec.tvm_target(),
+        on_time=lambda i, t: seen.append((i, t)),
+    )
+    assert [len(t) for t in times] == [3, 3]
+    assert seen == [(i, times[i][r]) for r in range(3) for i in range(2)]  # interleaved, in arrival order

@@ -66,16 +66,25 @@ def remeasure(
     measure: MeasureConfig | None = None,
     builder=None,
     runner=None,
+    on_time: Callable[[int, float], None] | None = None,
 ) -> list[list[float]]:
     """Times (s) of each trace's schedule of ``workload``: built once for ``target`` and run
     ``rounds`` times, interleaved, with ``measure`` 's runner (local, or the farm it names); []
     for a trace that fails to build or run. ``builder``, ``runner``: ones to reuse across calls
-    (from :func:`measurers`; default: fresh ones for this call). The build artifacts are removed,
-    as the task scheduler removes them after a tuning round."""
+    (from :func:`measurers`; default: fresh ones for this call). ``on_time(trace index, time)`` is
+    called as each time arrives (a noise study stamps them). The build artifacts are removed, as
+    the task scheduler removes them after a tuning round."""
     if builder is None or runner is None:
         with measurers(spec, measure) as (builder, runner):
             return remeasure(
-                workload, traces, rounds=rounds, spec=spec, target=target, builder=builder, runner=runner
+                workload,
+                traces,
+                rounds=rounds,
+                spec=spec,
+                target=target,
+                builder=builder,
+                runner=runner,
+                on_time=on_time,
             )
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.utils import remove_build_dir
@@ -105,6 +114,8 @@ def remeasure(
                 lat = None if result.error_msg else mean_latency(result.run_secs)
                 if lat is not None:
                     times[i].append(lat)
+                    if on_time:
+                        on_time(i, lat)
     finally:
         for i in ok:
             remove_build_dir(built[i].artifact_path)
