@@ -74,18 +74,6 @@ def remeasure(
     (from :func:`measurers`; default: fresh ones for this call). ``on_time(trace index, time)`` is
     called as each time arrives (a noise study stamps them). The build artifacts are removed, as
     the task scheduler removes them after a tuning round."""
-    if builder is None or runner is None:
-        with measurers(spec, measure) as (builder, runner):
-            return remeasure(
-                workload,
-                traces,
-                rounds=rounds,
-                spec=spec,
-                target=target,
-                builder=builder,
-                runner=runner,
-                on_time=on_time,
-            )
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.utils import remove_build_dir
     from tvm.s_tir.schedule import Schedule
@@ -98,27 +86,30 @@ def remeasure(
         sch = Schedule(workload)
         trace.apply_to_schedule(sch, remove_postproc=False)
         candidates.append(to_measure_candidate(sch))
-    built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates])
-    ok = [i for i, b in enumerate(built) if not b.error_msg]
-    for i in sorted(set(range(len(built))) - set(ok)):
-        logger.warning("re-measure: candidate %d did not build: %s", i, built[i].error_msg.strip()[-300:])
     device = "cuda" if spec.kind == "gpu" else "cpu"
     times: list[list[float]] = [[] for _ in traces]
-    try:
-        for _ in range(rounds):
-            inputs = [
-                ms.runner.RunnerInput(built[i].artifact_path, device, candidates[i].args_info) for i in ok
-            ]
-            for i, future in zip(ok, runner.run(inputs), strict=True):
-                result = future.result()
-                lat = None if result.error_msg else mean_latency(result.run_secs)
-                if lat is not None:
-                    times[i].append(lat)
-                    if on_time:
-                        on_time(i, lat)
-    finally:
-        for i in ok:
-            remove_build_dir(built[i].artifact_path)
+    with contextlib.ExitStack() as stack:
+        if builder is None or runner is None:
+            builder, runner = stack.enter_context(measurers(spec, measure))
+        built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates])
+        ok = [i for i, b in enumerate(built) if not b.error_msg]
+        for i in sorted(set(range(len(built))) - set(ok)):
+            logger.warning("re-measure: candidate %d did not build: %s", i, built[i].error_msg.strip()[-300:])
+        try:
+            for _ in range(rounds):
+                inputs = [
+                    ms.runner.RunnerInput(built[i].artifact_path, device, candidates[i].args_info) for i in ok
+                ]
+                for i, future in zip(ok, runner.run(inputs), strict=True):
+                    result = future.result()
+                    lat = None if result.error_msg else mean_latency(result.run_secs)
+                    if lat is not None:
+                        times[i].append(lat)
+                        if on_time:
+                            on_time(i, lat)
+        finally:
+            for i in ok:
+                remove_build_dir(built[i].artifact_path)
     return times
 
 
