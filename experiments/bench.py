@@ -45,7 +45,13 @@ def main() -> None:
         help=f"default: {', '.join(DEFAULT_STRATEGIES)} (quick preset: {', '.join(QUICK_STRATEGIES)})",
     )
     parser.add_argument("--trials", type=int)
-    parser.add_argument("--seeds", type=int)
+    parser.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default: the preset's)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        action="append",
+        help="run only these seeds (repeatable), e.g. a new seed whose earlier seeds' curves come from --with-csv",
+    )
     parser.add_argument("--no-run", action="store_true", help="only summarize the runs already on disk")
     parser.add_argument(
         "--warm-start",
@@ -92,7 +98,7 @@ def main() -> None:
 
     preset = PRESETS[args.preset]
     trials = args.trials or preset.trials
-    seeds = list(range(args.seeds or preset.seeds))
+    seeds = args.seed or list(range(args.seeds or preset.seeds))
     tasks = args.task or distinct_conv_tasks(list_tasks(args.model, args.target))[: preset.tasks]
     strategies = args.strategy or (QUICK_STRATEGIES if args.preset == "quick" else DEFAULT_STRATEGIES)
     stem = args.out or ("online" if args.preset == "full" else f"online-{args.preset}")
