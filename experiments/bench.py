@@ -7,11 +7,13 @@ experiments/results/runs/<preset>/ (git-ignored), so an interrupted benchmark re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
+from chameleon.bench.metrics import RunCurve, strategy_variants
 from chameleon.bench.online import PRESETS, distinct_conv_tasks, list_tasks, run_online
-from chameleon.bench.output import write_all
+from chameleon.bench.output import read_curves, write_all
 
 RESULTS = Path("experiments/results")
 DEFAULT_STRATEGIES = [
@@ -53,6 +55,14 @@ def main() -> None:
         help="run only these seeds (repeatable), e.g. a new seed whose earlier seeds' curves come from --with-csv",
     )
     parser.add_argument("--no-run", action="store_true", help="only summarize the runs already on disk")
+    parser.add_argument(
+        "--with-csv",
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="also summarise the runs of an earlier benchmark's CSV (its tasks and strategies that this "
+        "command names; a run on disk, or in an earlier --with-csv, wins over the same strategy, task and seed)",
+    )
     parser.add_argument(
         "--warm-start",
         action="append",
@@ -126,6 +136,13 @@ def main() -> None:
             flush=True,
         ),
     )
+    curves += earlier_curves(
+        [Path(p) for p in args.with_csv],
+        tasks=tasks,
+        labels={label for label, _, _ in strategy_variants(strategies, tuple(args.warm_start))},
+        trials=trials,
+        have={(c.strategy, c.task, c.seed) for c in curves},
+    )
     if not curves:
         raise SystemExit(
             "no finished runs to summarise: run without --no-run first, or name them with --runs"
@@ -167,6 +184,27 @@ def main() -> None:
             notes=[CONFIRMED_NOTE, luck_line],
         )
     print(text)
+
+
+def earlier_curves(paths, *, tasks, labels, trials, have) -> list[RunCurve]:
+    """The runs of earlier benchmarks' CSVs (e.g. a committed seed whose run directory is gone) on
+    ``tasks`` and strategy ``labels``, minus the (strategy, task, seed) runs in ``have``."""
+    out = []
+    for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"--with-csv {path}: no such file; name a CSV that experiments/bench.py wrote")
+        curves, budget = read_curves(path)
+        if budget < trials:
+            raise SystemExit(
+                f"--with-csv {path}: its runs have {budget} measurements, fewer than --trials {trials}"
+            )
+        for c in curves:
+            key = (c.strategy, c.task, c.seed)
+            if c.task in tasks and c.strategy in labels and key not in have:
+                times = c.times[:trials] if c.times else None
+                out.append(dataclasses.replace(c, latencies=c.latencies[:trials], times=times))
+                have.add(key)
+    return out
 
 
 if __name__ == "__main__":

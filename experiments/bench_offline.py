@@ -90,7 +90,7 @@ def main() -> None:
 
 def merge(paths: list[Path], *, out: str, baseline: str = "evolutionary") -> None:
     """One table, plot and ranking check from several offline result CSVs."""
-    from chameleon.bench.ranking import read_curves
+    from chameleon.bench.output import read_curves
 
     runs, budget = [], 0
     for path in paths:

@@ -222,6 +222,83 @@ def test_write_all_writes_csv_markdown_and_png(tmp_path: Path) -> None:
     assert (out / "cmp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+_lat = st.one_of(st.none(), st.floats(1e-6, 10.0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(_lat, min_size=1, max_size=6), st.booleans(), st.one_of(st.none(), st.floats(0, 99))
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_read_curves_reads_back_what_write_csv_wrote(tmp_path_factory, specs) -> None:
+    from chameleon.bench.output import read_curves, write_csv
+
+    runs = [
+        run("s", seed, lats, times=[0.5 * i for i in range(len(lats))] if timed else None, search=search)
+        for seed, (lats, timed, search) in enumerate(specs)
+    ]
+    path = tmp_path_factory.mktemp("csv") / "runs.csv"
+    write_csv(runs, path)
+    back, budget = read_curves(path)
+    assert budget == max(len(r.latencies) for r in runs)
+    assert len(back) == len(runs)
+    for want, got in zip(runs, back, strict=True):
+        assert (got.strategy, got.task, got.seed, got.times) == (
+            want.strategy,
+            want.task,
+            want.seed,
+            want.times,
+        )
+        assert got.latencies == tuple(map(_six_digits, want.latencies))
+        assert got.search_s_per_round == _six_digits(want.search_s_per_round)
+
+
+def _six_digits(v: float | None) -> float | None:
+    """What the CSV keeps of a value."""
+    return None if v is None else float(f"{v:.6g}")
+
+
+def test_read_curves_reads_a_csv_written_before_search_time_was_kept(tmp_path: Path) -> None:
+    from chameleon.bench.output import read_curves
+
+    path = tmp_path / "old.csv"
+    path.write_text(
+        "strategy,task,seed,trial,latency_s,best_s,time_s\nc,t,0,1,0.5,0.5,2.0\nc,t,0,2,,0.5,3.0\n"
+    )
+    (curve,), budget = read_curves(path)
+    assert (curve.latencies, curve.times, curve.search_s_per_round, budget) == (
+        (0.5, None),
+        (2.0, 3.0),
+        None,
+        2,
+    )
+
+
+def test_earlier_curves_add_the_runs_a_benchmark_lacks_cut_to_its_budget(tmp_path: Path) -> None:
+    from chameleon.bench.output import write_csv
+    from experiments.bench import earlier_curves
+
+    old = [
+        run("a", 0, [3.0, 2.0, 1.0], task="t1"),
+        run("a", 1, [4.0, 4.0, 4.0], task="t1"),
+        run("b", 0, [2.0, 2.0, 2.0], task="t1"),
+        run("a", 0, [1.0, 1.0, 1.0], task="other"),
+    ]
+    path = tmp_path / "old.csv"
+    write_csv(old, path)
+    added = earlier_curves([path], tasks=["t1"], labels={"a"}, trials=2, have={("a", "t1", 1)})
+    assert [(c.strategy, c.task, c.seed, c.latencies) for c in added] == [("a", "t1", 0, (3.0, 2.0))]
+    with pytest.raises(SystemExit, match="fewer than --trials 4"):
+        earlier_curves([path], tasks=["t1"], labels={"a"}, trials=4, have=set())
+    with pytest.raises(SystemExit, match="no such file"):
+        earlier_curves([tmp_path / "missing.csv"], tasks=["t1"], labels={"a"}, trials=2, have=set())
+
+
 def test_markdown_reports_the_same_numbers_as_summarize() -> None:
     runs = [run("base", 0, [2.0, 1.0]), run("x", 0, [1.0])]
     text, summary, stats = markdown(runs, budget=B, baseline="base", title="t")

@@ -18,18 +18,58 @@ from chameleon.bench.metrics import (
 
 
 def write_csv(runs: list[RunCurve], path: Path) -> None:
+    """One row per measurement; ``read_curves`` reads it back."""
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["strategy", "task", "seed", "trial", "latency_s", "best_s", "time_s"])
+        w.writerow(
+            ["strategy", "task", "seed", "trial", "latency_s", "best_s", "time_s", "search_s_per_round"]
+        )
         for r in runs:
             best = math.inf
+            search = "" if r.search_s_per_round is None else f"{r.search_s_per_round:.6g}"
             for i, lat in enumerate(r.latencies):
                 if lat is not None:
                     best = min(best, lat)
                 t = r.times[i] if r.times else ""
                 w.writerow(
-                    [r.strategy, r.task, r.seed, i + 1, "" if lat is None else f"{lat:.6g}", f"{best:.6g}", t]
+                    [
+                        r.strategy,
+                        r.task,
+                        r.seed,
+                        i + 1,
+                        "" if lat is None else f"{lat:.6g}",
+                        f"{best:.6g}",
+                        t,
+                        search,
+                    ]
                 )
+
+
+def read_curves(path: Path) -> tuple[list[RunCurve], int]:
+    """The runs of a CSV written by ``write_csv`` (older files lack ``search_s_per_round``), and the
+    longest run's length (the budget they ran with)."""
+    rows: dict[tuple[str, str, int], list] = defaultdict(list)
+    times: dict[tuple[str, str, int], list] = defaultdict(list)
+    search: dict[tuple[str, str, int], float | None] = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            key = (row["strategy"], row["task"], int(row["seed"]))
+            rows[key].append(float(row["latency_s"]) if row["latency_s"] else None)
+            times[key].append(float(row["time_s"]) if row.get("time_s") else None)
+            search[key] = float(row["search_s_per_round"]) if row.get("search_s_per_round") else None
+    curves = [
+        RunCurve(
+            strategy=s,
+            task=t,
+            seed=k,
+            latencies=tuple(v),
+            times=tuple(times[(s, t, k)]) if None not in times[(s, t, k)] else None,
+            search_s_per_round=search[(s, t, k)],
+        )
+        for (s, t, k), v in rows.items()
+    ]
+    budget = max((len(c.latencies) for c in curves), default=0)
+    return curves, budget
 
 
 def _fmt(v: float | None, spec: str = ".2f") -> str:

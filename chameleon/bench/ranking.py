@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import math
-from collections import defaultdict
 from pathlib import Path
 
 from chameleon.bench.metrics import RunCurve, summarize, task_stats
-
-
-def read_curves(path: Path) -> tuple[list[RunCurve], int]:
-    rows: dict[tuple[str, str, int], list] = defaultdict(list)
-    times: dict[tuple[str, str, int], list] = defaultdict(list)
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            key = (row["strategy"], row["task"], int(row["seed"]))
-            rows[key].append(float(row["latency_s"]) if row["latency_s"] else None)
-            times[key].append(float(row["time_s"]) if row.get("time_s") else None)
-    curves = [
-        RunCurve(
-            strategy=s,
-            task=t,
-            seed=k,
-            latencies=tuple(v),
-            times=tuple(times[(s, t, k)]) if all(times[(s, t, k)]) else None,
-        )
-        for (s, t, k), v in rows.items()
-    ]
-    budget = max((len(c.latencies) for c in curves), default=0)
-    return curves, budget
+from chameleon.bench.output import read_curves
 
 
 def ranking_agreement(
