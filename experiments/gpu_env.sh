@@ -1,17 +1,21 @@
 # Sourced by the GPU scripts: make `import tvm` work on a lent GPU machine (Python 3.12 with torch,
-# no TVM) from the files experiments/gpu_bundle.sh packed into .gpu1/ and .gpu2/ (see README "GPU").
+# no TVM) from the files experiments/gpu_bundle.sh packed into .gpu1/-.gpu3/ (see README "GPU"):
+# each part is found in /root/parts (where the first calls copied theirs) or in a carried .gpuN/.
 # Sets PYTHONPATH; unpacks once per machine into /tmp/site.
 if ! python3 -c "import tvm" 2>/dev/null; then
   SITE=/tmp/site
   if [ ! -f "$SITE/tvm/lib/libtvm_compiler.so" ] || [ ! -d "$SITE/xgboost" ]; then
     mkdir -p "$SITE"
+    found() { ls /root/parts/"$1" .gpu[1-3]/"$1" 2>/dev/null | head -1; }
     parts=""
-    for p in aa ab; do  # libtvm_compiler.so, xz-compressed and split in two (one per call)
-      parts="$parts $(ls /root/parts/c.part.$p .gpu1/c.part.$p .gpu2/c.part.$p 2>/dev/null | head -1)"
+    for p in aa ab ac; do  # libtvm_compiler.so, xz-compressed and split in three (one per call)
+      f=$(found "c.part.$p") && [ -n "$f" ] || { echo "c.part.$p missing: carry .gpu1-.gpu3 (README \"GPU\")"; exit 3; }
+      parts="$parts $f"
     done
     echo "unpacking:$parts"
-    cat $parts | xz -d | tar -C "$SITE" -xf - || { echo "libtvm_compiler parts missing or broken"; exit 3; }
-    xz -d < .gpu2/rest.tar.xz | tar -C "$SITE" -xf - || exit 3
+    cat $parts | xz -d | tar -C "$SITE" -xf - || { echo "libtvm_compiler parts broken"; exit 3; }
+    rest=$(found rest.tar.xz) && [ -n "$rest" ] || { echo "rest.tar.xz missing: carry .gpu3"; exit 3; }
+    xz -d < "$rest" | tar -C "$SITE" -xf - || exit 3
   fi
   export PYTHONPATH="$SITE:$PWD"
 else
