@@ -8,7 +8,8 @@
 #
 # Prepare and call it like experiments/gpu_check.sh (README "GPU"). Everything lands under $OUT.
 # TOTAL_S bounds the whole script; each step stops with SIGINT (the run ends after the round in
-# flight and keeps its records).
+# flight and keeps its records). SEED picks the benchmark's seed (the warm-start logs stay the other
+# GPU's seed-0 runs); summarise seeds together here with experiments/bench.py --no-run --with-csv.
 set -u
 OUT=${OUT:-/tmp/gpu-transfer}
 TOTAL_S=${TOTAL_S:-540}
@@ -16,6 +17,7 @@ TRIALS=${TRIALS:-64}
 BENCH_S=${BENCH_S:-400}
 TASK=${TASK:-fused_conv2d_subtract_divide_multiply_add1_relu}
 STRATEGIES=${STRATEGIES:-chameleon evolutionary}
+SEED=${SEED:-0}
 start=$(date +%s)
 left() { echo $((TOTAL_S - ($(date +%s) - start))); }
 mkdir -p "$OUT"
@@ -36,9 +38,9 @@ mkdir -p "$SRC" && tar -xzf "$SRC_TAR" -C "$SRC"
 warm="" strategies=""
 for run in $(find "$SRC" -path "*/$TASK/*-s0" -type d | sort); do warm="$warm --warm-start $run"; done
 for s in $STRATEGIES; do strategies="$strategies --strategy $s"; done
-echo "== transfer from $SRC_TAR:$strategies, each cold and +warm ($warm), $TRIALS measurements (${BENCH_S}s at most)"
+echo "== transfer from $SRC_TAR:$strategies, each cold and +warm ($warm), $TRIALS measurements, seed $SEED (${BENCH_S}s at most)"
 timeout -s INT "$BENCH_S" python3 -m experiments.bench --target cuda --task "$TASK" --trials "$TRIALS" \
-  --seeds 1 $strategies $warm --baseline "${STRATEGIES%% *}" --out transfer-cuda
+  --seed "$SEED" $strategies $warm --baseline "${STRATEGIES%% *}" --out transfer-cuda
 echo "benchmark exit $?"
 cp experiments/results/transfer-cuda.* "$OUT"/ 2>/dev/null
 tar -czf "$OUT/runs-transfer-cuda.tar.gz" -C experiments/results/runs transfer-cuda 2>/dev/null
