@@ -418,6 +418,26 @@ def test_a_pretrained_program_model_ranks_chameleons_first_round(simulator, monk
     assert calls and calls[0] == (ROUND, ROUND)
 
 
+@pytest.mark.slow
+def test_chameleons_agent_round_caps_the_rounds_after_the_first(simulator, monkeypatch) -> None:
+    """``agent_round=2``: the random first round keeps the tuner's round size, every round the
+    agent plans measures at most 2, and the run still spends its whole budget."""
+    from chameleon.search.chameleon_search import ChameleonSearch
+
+    budgets: list[int] = []
+    search_class = ChameleonSearch._cls
+    original = search_class._agent_round
+
+    def spy(self, budget: int):
+        budgets.append(budget)
+        return original(self, budget)
+
+    monkeypatch.setattr(search_class, "_agent_round", spy)
+    measurements, _ = simulator.run("chameleon:agent_round=2", simulator.task, pool_only=False)
+    assert budgets and all(b <= 2 for b in budgets)
+    assert len(measurements) == TRIALS
+
+
 def test_cli_lists_strategies_and_which_take_settings() -> None:
     from typer.testing import CliRunner
 

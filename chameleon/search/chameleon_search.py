@@ -74,6 +74,9 @@ class ChameleonConfig:
     """Episodes start from up to this many best measured configurations (rest: random)."""
     random_first_round: int = 16
     """Random valid configurations measured before the cost model has data (capped by round size)."""
+    agent_round: int = 0
+    """Measurements per round once the cost model is trained (capped by the tuner's round size);
+    0: the tuner's round size. Fewer per round means more model refits per measurement."""
     max_materialize_tries: int = 200
     """Attempts to find valid random configurations per round."""
     pretrained_first_round: bool = False
@@ -93,6 +96,10 @@ class ChameleonConfig:
     model: KnobModelConfig = field(default_factory=KnobModelConfig)
 
     def __post_init__(self) -> None:
+        if self.agent_round < 0:
+            raise UsageError(
+                f"agent_round must be 0 (the tuner's round size) or more, not {self.agent_round}"
+            )
         if not 0.0 <= self.exploit_share <= 1.0:
             raise UsageError(f"exploit_share must be in [0, 1], not {self.exploit_share}")
         if self.representative not in ("centroid", "best"):
@@ -236,7 +243,7 @@ class ChameleonSearch(PySearchStrategy):
             return None
         trained = self._fit_model()
         if trained:
-            chosen = self._agent_round(budget)
+            chosen = self._agent_round(min(budget, self.config.agent_round or budget))
         elif self.pretrained_model is not None and self.pretrained_model.booster is not None:
             chosen = self._ranked_random_round(budget)
         else:
