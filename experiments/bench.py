@@ -60,8 +60,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="CSV",
-        help="also summarise the runs of an earlier benchmark's CSV (its tasks and strategies that this "
-        "command names; a run on disk, or in an earlier --with-csv, wins over the same strategy, task and seed)",
+        help="take the runs of an earlier benchmark's CSV (on the tasks and strategies this command names) "
+        "as done: they are summarised with the others and not run again (the first CSV that has a run wins)",
     )
     parser.add_argument(
         "--warm-start",
@@ -116,6 +116,12 @@ def main() -> None:
         f"benchmark {stem}: {len(tasks)} tasks x {len(strategies)} strategies x {len(seeds)} seeds, {trials} trials"
     )
     runs_dir = RESULTS / "runs" / (args.runs or args.out or args.preset)
+    earlier = earlier_curves(
+        [Path(p) for p in args.with_csv],
+        tasks=tasks,
+        labels={label for label, _, _ in strategy_variants(strategies, tuple(args.warm_start))},
+        trials=trials,
+    )
     curves = run_online(
         model=args.model,
         target=args.target,
@@ -129,6 +135,7 @@ def main() -> None:
         leave_task_out=args.leave_task_out,
         measure_passes=args.measure_passes,
         pass_margin=args.pass_margin,
+        done=frozenset((c.strategy, c.task, c.seed) for c in earlier),
         on_run=lambda c: print(
             f"  {c.strategy:16s} seed {c.seed} {c.task[:50]:50s} best {1e3 * (c.best or float('nan')):.4f} ms "
             f"after {len(c.latencies)} measurements, {c.times[-1] if c.times else 0:.0f} s, "
@@ -136,13 +143,7 @@ def main() -> None:
             flush=True,
         ),
     )
-    curves += earlier_curves(
-        [Path(p) for p in args.with_csv],
-        tasks=tasks,
-        labels={label for label, _, _ in strategy_variants(strategies, tuple(args.warm_start))},
-        trials=trials,
-        have={(c.strategy, c.task, c.seed) for c in curves},
-    )
+    curves += earlier
     if not curves:
         raise SystemExit(
             "no finished runs to summarise: run without --no-run first, or name them with --runs"
@@ -186,10 +187,11 @@ def main() -> None:
     print(text)
 
 
-def earlier_curves(paths, *, tasks, labels, trials, have) -> list[RunCurve]:
+def earlier_curves(paths, *, tasks, labels, trials) -> list[RunCurve]:
     """The runs of earlier benchmarks' CSVs (e.g. a committed seed whose run directory is gone) on
-    ``tasks`` and strategy ``labels``, minus the (strategy, task, seed) runs in ``have``."""
-    out = []
+    ``tasks`` and strategy ``labels``, cut to ``trials``; of two with the same strategy, task and
+    seed, the first."""
+    out, have = [], set()
     for path in paths:
         if not path.is_file():
             raise SystemExit(f"--with-csv {path}: no such file; name a CSV that experiments/bench.py wrote")

@@ -279,7 +279,7 @@ def test_read_curves_reads_a_csv_written_before_search_time_was_kept(tmp_path: P
     )
 
 
-def test_earlier_curves_add_the_runs_a_benchmark_lacks_cut_to_its_budget(tmp_path: Path) -> None:
+def test_earlier_curves_keep_the_first_csvs_run_cut_to_the_budget(tmp_path: Path) -> None:
     from chameleon.bench.output import write_csv
     from experiments.bench import earlier_curves
 
@@ -291,12 +291,17 @@ def test_earlier_curves_add_the_runs_a_benchmark_lacks_cut_to_its_budget(tmp_pat
     ]
     path = tmp_path / "old.csv"
     write_csv(old, path)
-    added = earlier_curves([path], tasks=["t1"], labels={"a"}, trials=2, have={("a", "t1", 1)})
-    assert [(c.strategy, c.task, c.seed, c.latencies) for c in added] == [("a", "t1", 0, (3.0, 2.0))]
+    again = tmp_path / "again.csv"
+    write_csv([run("a", 0, [9.0, 9.0], task="t1")], again)
+    added = earlier_curves([path, again], tasks=["t1"], labels={"a"}, trials=2)
+    assert [(c.strategy, c.task, c.seed, c.latencies) for c in added] == [
+        ("a", "t1", 0, (3.0, 2.0)),
+        ("a", "t1", 1, (4.0, 4.0)),
+    ]
     with pytest.raises(SystemExit, match="fewer than --trials 4"):
-        earlier_curves([path], tasks=["t1"], labels={"a"}, trials=4, have=set())
+        earlier_curves([path], tasks=["t1"], labels={"a"}, trials=4)
     with pytest.raises(SystemExit, match="no such file"):
-        earlier_curves([tmp_path / "missing.csv"], tasks=["t1"], labels={"a"}, trials=2, have=set())
+        earlier_curves([tmp_path / "missing.csv"], tasks=["t1"], labels={"a"}, trials=2)
 
 
 def test_markdown_reports_the_same_numbers_as_summarize() -> None:
@@ -362,6 +367,11 @@ def test_collecting_runs_leaves_out_a_stopped_run(tmp_path: Path) -> None:
     assert [(c.strategy, c.latencies, c.search_s_per_round) for c in curves] == [
         ("chameleon", (3e-3, 2e-3, 1e-3, 1e-3), 2.0)
     ]
+    done = frozenset({("chameleon", task, 0)})  # e.g. from an earlier benchmark's CSV
+    kwargs = dict(model="resnet18", target="llvm", tasks=[task], seeds=[0], trials=4, out_dir=tmp_path)
+    assert run_online(strategies=["chameleon"], measure=False, done=done, **kwargs) == []
+    # nothing to tune either: every run asked for is done
+    assert run_online(strategies=["chameleon"], measure=True, done=done, **kwargs) == []
 
 
 def test_run_curve_stops_at_the_budget(tmp_path):

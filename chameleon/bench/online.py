@@ -100,6 +100,7 @@ def run_online(
     leave_task_out: bool = False,
     measure_passes: int = 1,
     pass_margin: float = 2.0,
+    done: frozenset[tuple[str, str, int]] = frozenset(),
 ) -> list[RunCurve]:
     """Tune every (task, seed, strategy); with ``measure=False`` only collect the runs already on
     disk that finished their budget.
@@ -113,6 +114,9 @@ def run_online(
     ``measure_passes``, ``pass_margin``: interleaved timing passes per round and the racing margin
     of the later ones (``tuning.passes``); a run directory measured otherwise is refused, so a
     benchmark never mixes two ways of measuring.
+
+    ``done``: ``(label, task, seed)`` of runs the caller already has (an earlier benchmark's CSV),
+    neither run nor collected.
     """
     curves = []
     measure_config = MeasureConfig(passes=measure_passes, pass_margin=pass_margin)
@@ -124,6 +128,8 @@ def run_online(
             if warm_start and not warm_logs:
                 raise UsageError(f"every warm-start log tuned {task}: nothing is left to transfer from")
             for label, strategy, warm in strategy_variants(strategies, warm_logs):
+                if (label, task, seed) in done:
+                    continue
                 log_dir = run_dir(out_dir, task, label, seed)
                 check_passes(log_dir, measure_config)
                 if not measure:
