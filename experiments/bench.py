@@ -61,7 +61,8 @@ def main() -> None:
         default=[],
         metavar="CSV",
         help="take the runs of an earlier benchmark's CSV (on the tasks and strategies this command names) "
-        "as done: they are summarised with the others and not run again (the first CSV that has a run wins)",
+        "as done: they are summarised with the others and not run again (the first CSV that has a run wins). "
+        "Only runs timed on the same machine and the same way compare: the target is the best latency of all",
     )
     parser.add_argument(
         "--warm-start",
