@@ -11,9 +11,10 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from chameleon.bench.metrics import RunCurve, strategy_variants
+from chameleon.bench.metrics import RunCurve, machine_label, mixed_machines, strategy_variants
 from chameleon.bench.online import PRESETS, distinct_conv_tasks, list_tasks, run_online
 from chameleon.bench.output import read_curves, write_all
+from chameleon.hardware.targets import resolve_target
 
 RESULTS = Path("experiments/results")
 DEFAULT_STRATEGIES = [
@@ -123,6 +124,13 @@ def main() -> None:
         labels={label for label, _, _ in strategy_variants(strategies, tuple(args.warm_start))},
         trials=trials,
     )
+    if not args.no_run:
+        here = machine_label(resolve_target(args.target).target_json)
+        if elsewhere := sorted({c.machine for c in earlier if c.machine not in (None, here)}):
+            raise SystemExit(
+                f"--with-csv runs were timed on {', '.join(elsewhere)}, not on this machine ({here}): "
+                "they would not compare with runs measured here"
+            )
     curves = run_online(
         model=args.model,
         target=args.target,
@@ -145,6 +153,12 @@ def main() -> None:
         ),
     )
     curves += earlier
+    if mixed := mixed_machines(curves):
+        task, machines = next(iter(mixed.items()))
+        raise SystemExit(
+            f"the runs of {task} were timed on {' and on '.join(machines)}: they do not compare; "
+            "summarise each machine's runs apart (--runs, --with-csv)"
+        )
     if not curves:
         raise SystemExit(
             "no finished runs to summarise: run without --no-run first, or name them with --runs"

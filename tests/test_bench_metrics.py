@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import statistics
 from pathlib import Path
@@ -229,7 +230,10 @@ _lat = st.one_of(st.none(), st.floats(1e-6, 10.0))
 @given(
     st.lists(
         st.tuples(
-            st.lists(_lat, min_size=1, max_size=6), st.booleans(), st.one_of(st.none(), st.floats(0, 99))
+            st.lists(_lat, min_size=1, max_size=6),
+            st.booleans(),
+            st.one_of(st.none(), st.floats(0, 99)),
+            st.sampled_from([None, "llvm mcpu=znver4 num-cores=2", "cuda arch=sm_90"]),
         ),
         min_size=1,
         max_size=4,
@@ -239,8 +243,11 @@ def test_read_curves_reads_back_what_write_csv_wrote(tmp_path_factory, specs) ->
     from chameleon.bench.output import read_curves, write_csv
 
     runs = [
-        run("s", seed, lats, times=[0.5 * i for i in range(len(lats))] if timed else None, search=search)
-        for seed, (lats, timed, search) in enumerate(specs)
+        dataclasses.replace(
+            run("s", seed, lats, times=[0.5 * i for i in range(len(lats))] if timed else None, search=search),
+            machine=machine,
+        )
+        for seed, (lats, timed, search, machine) in enumerate(specs)
     ]
     path = tmp_path_factory.mktemp("csv") / "runs.csv"
     write_csv(runs, path)
@@ -248,11 +255,12 @@ def test_read_curves_reads_back_what_write_csv_wrote(tmp_path_factory, specs) ->
     assert budget == max(len(r.latencies) for r in runs)
     assert len(back) == len(runs)
     for want, got in zip(runs, back, strict=True):
-        assert (got.strategy, got.task, got.seed, got.times) == (
+        assert (got.strategy, got.task, got.seed, got.times, got.machine) == (
             want.strategy,
             want.task,
             want.seed,
             want.times,
+            want.machine,
         )
         assert got.latencies == tuple(map(_six_digits, want.latencies))
         assert got.search_s_per_round == _six_digits(want.search_s_per_round)
@@ -277,6 +285,59 @@ def test_read_curves_reads_a_csv_written_before_search_time_was_kept(tmp_path: P
         None,
         2,
     )
+    assert curve.machine is None
+
+
+def test_machine_label_names_the_kind_then_plain_attributes_in_order() -> None:
+    from chameleon.bench.metrics import machine_label
+
+    assert machine_label({"mcpu": "znver4", "kind": "llvm", "num-cores": 2}) == "llvm mcpu=znver4 num-cores=2"
+    assert machine_label({"kind": "cuda", "arch": "sm_90", "host": {"kind": "llvm"}}) == "cuda arch=sm_90"
+
+
+def test_mixed_machines_names_each_task_timed_on_two_machines() -> None:
+    from chameleon.bench.metrics import mixed_machines
+
+    def on(machine, task="t", seed=0):
+        return dataclasses.replace(run("s", seed, [1.0], task=task), machine=machine)
+
+    assert mixed_machines([on("a"), on("a", seed=1), on(None, seed=2), on("b", task="u")]) == {}
+    assert mixed_machines([on("a"), on("b", seed=1), on("a", task="u")]) == {"t": ["a", "b"]}
+
+
+@pytest.mark.parametrize("no_run", [True, False])
+def test_bench_refuses_runs_of_one_task_timed_on_two_machines(tmp_path: Path, monkeypatch, no_run) -> None:
+    """Summarising: two CSVs whose runs of a task name different machines. Before running: a CSV
+    timed elsewhere than here is refused before anything is measured."""
+    import sys
+
+    from chameleon.bench.output import write_csv
+    from experiments.bench import main
+
+    paths = []
+    for seed, machine in enumerate(["cpu-a", "cpu-b"]):
+        paths += ["--with-csv", str(tmp_path / f"{machine}.csv")]
+        write_csv(
+            [dataclasses.replace(run("chameleon", seed, [1.0], task="t"), machine=machine)], Path(paths[-1])
+        )
+    args = [
+        "--task",
+        "t",
+        "--strategy",
+        "chameleon",
+        "--baseline",
+        "chameleon",
+        "--trials",
+        "1",
+        "--seed",
+        "2",
+    ]
+    args += ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), *paths]
+    monkeypatch.setattr(sys, "argv", ["bench", *args, *(["--no-run"] if no_run else [])])
+    expected = "timed on cpu-a and on cpu-b" if no_run else "timed on cpu-a, cpu-b, not on this machine"
+    with pytest.raises(SystemExit, match=expected):
+        main()
+    assert not (tmp_path / "runs").exists()
 
 
 def test_earlier_curves_keep_the_first_csvs_run_cut_to_the_budget(tmp_path: Path) -> None:
@@ -342,7 +403,10 @@ def _write_run(log_dir: Path, task: str, latencies: list[float]) -> None:
 
     log_dir.mkdir(parents=True)
     runs = [{"run": 1, "breakdown_s": {"search": 2.0 * len(latencies), "rounds": len(latencies)}}]
-    metadata.write_run_file(log_dir, {"network": "net", "target": "llvm", "tasks": [], "runs": runs})
+    target_json = {"kind": "llvm", "mcpu": "znver4", "num-cores": 2}
+    metadata.write_run_file(
+        log_dir, {"network": "net", "target": "llvm", "target_json": target_json, "tasks": [], "runs": runs}
+    )
     with (log_dir / TIMELINE_FILE).open("w") as f:
         for n, lat in enumerate(latencies, start=1):
             f.write(json.dumps(Measurement(task, 0, n, n, float(n), 1, lat, None, f"k{n}").__dict__) + "\n")
@@ -364,8 +428,8 @@ def test_collecting_runs_leaves_out_a_stopped_run(tmp_path: Path) -> None:
         out_dir=tmp_path,
         measure=False,
     )
-    assert [(c.strategy, c.latencies, c.search_s_per_round) for c in curves] == [
-        ("chameleon", (3e-3, 2e-3, 1e-3, 1e-3), 2.0)
+    assert [(c.strategy, c.latencies, c.search_s_per_round, c.machine) for c in curves] == [
+        ("chameleon", (3e-3, 2e-3, 1e-3, 1e-3), 2.0, "llvm mcpu=znver4 num-cores=2")
     ]
     done = frozenset({("chameleon", task, 0)})  # e.g. from an earlier benchmark's CSV
     kwargs = dict(model="resnet18", target="llvm", tasks=[task], seeds=[0], trials=4, out_dir=tmp_path)

@@ -32,11 +32,30 @@ class RunCurve:
     times: tuple[float, ...] | None = None
     """Seconds since the run started at which each measurement finished (None offline)."""
     search_s_per_round: float | None = None
+    machine: str | None = None
+    """What the run was timed on, as its target resolved (:func:`machine_label`); None if unknown."""
 
     @property
     def best(self) -> float | None:
         ok = [v for v in self.latencies if v is not None]
         return min(ok) if ok else None
+
+
+def machine_label(target_json: dict) -> str:
+    """A resolved target in one line, e.g. ``llvm mcpu=znver4 num-cores=2``: the kind, then its
+    other plain attributes in name order. Runs of one task compare only on the same machine."""
+    plain = {k: v for k, v in target_json.items() if k != "kind" and isinstance(v, (str, int, float, bool))}
+    return " ".join([str(target_json.get("kind", "?"))] + [f"{k}={v}" for k, v in sorted(plain.items())])
+
+
+def mixed_machines(runs: list[RunCurve]) -> dict[str, list[str]]:
+    """Tasks whose runs were timed on more than one machine (unknown machines left aside), with
+    those machines: such runs share no latency scale, so no target can be taken over them."""
+    machines: dict[str, set[str]] = defaultdict(set)
+    for r in runs:
+        if r.machine is not None:
+            machines[r.task].add(r.machine)
+    return {t: sorted(m) for t, m in machines.items() if len(m) > 1}
 
 
 def first_reach(latencies, threshold: float) -> int | None:

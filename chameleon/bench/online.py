@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from chameleon.bench.metrics import RunCurve, strategy_variants
+from chameleon.bench.metrics import RunCurve, machine_label, strategy_variants
 from chameleon.errors import UsageError
 from chameleon.logs.metadata import read_run_file
 from chameleon.logs.timeline import read_timeline
@@ -62,7 +62,8 @@ def run_curve(log_dir: Path, *, strategy: str, task: str, seed: int, budget: int
     """A run's best-latency curve from its timeline: its first ``budget`` measurements (all by
     default), so that runs resumed to a larger budget compare at the budget asked for."""
     measurements = [m for m in read_timeline(log_dir) if m.task == task][:budget]
-    runs = read_run_file(log_dir)["runs"]
+    run_file = read_run_file(log_dir)
+    runs = run_file["runs"]
     search = sum(r.get("breakdown_s", {}).get("search", 0.0) for r in runs)
     rounds = sum(r.get("breakdown_s", {}).get("rounds", 0) for r in runs)  # 0: the run never finished
     # A resumed run's clock restarts; make times monotonic across its parts. Each part's strategy
@@ -81,6 +82,7 @@ def run_curve(log_dir: Path, *, strategy: str, task: str, seed: int, budget: int
         latencies=tuple(m.latency_s for m in measurements),
         times=tuple(times),
         search_s_per_round=search / rounds if rounds else None,
+        machine=machine_label(run_file["target_json"]) if run_file.get("target_json") else None,
     )
 
 

@@ -22,7 +22,17 @@ def write_csv(runs: list[RunCurve], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
-            ["strategy", "task", "seed", "trial", "latency_s", "best_s", "time_s", "search_s_per_round"]
+            [
+                "strategy",
+                "task",
+                "seed",
+                "trial",
+                "latency_s",
+                "best_s",
+                "time_s",
+                "search_s_per_round",
+                "machine",
+            ]
         )
         for r in runs:
             best = math.inf
@@ -41,22 +51,25 @@ def write_csv(runs: list[RunCurve], path: Path) -> None:
                         f"{best:.6g}",
                         t,
                         search,
+                        r.machine or "",
                     ]
                 )
 
 
 def read_curves(path: Path) -> tuple[list[RunCurve], int]:
-    """The runs of a CSV written by ``write_csv`` (older files lack ``search_s_per_round``), and the
-    longest run's length (the budget they ran with)."""
+    """The runs of a CSV written by ``write_csv`` (older files lack ``search_s_per_round`` and
+    ``machine``), and the longest run's length (the budget they ran with)."""
     rows: dict[tuple[str, str, int], list] = defaultdict(list)
     times: dict[tuple[str, str, int], list] = defaultdict(list)
     search: dict[tuple[str, str, int], float | None] = {}
+    machine: dict[tuple[str, str, int], str | None] = {}
     with path.open() as f:
         for row in csv.DictReader(f):
             key = (row["strategy"], row["task"], int(row["seed"]))
             rows[key].append(float(row["latency_s"]) if row["latency_s"] else None)
             times[key].append(float(row["time_s"]) if row.get("time_s") else None)
             search[key] = float(row["search_s_per_round"]) if row.get("search_s_per_round") else None
+            machine[key] = row.get("machine") or None
     curves = [
         RunCurve(
             strategy=s,
@@ -65,6 +78,7 @@ def read_curves(path: Path) -> tuple[list[RunCurve], int]:
             latencies=tuple(v),
             times=tuple(times[(s, t, k)]) if None not in times[(s, t, k)] else None,
             search_s_per_round=search[(s, t, k)],
+            machine=machine[(s, t, k)],
         )
         for (s, t, k), v in rows.items()
     ]
