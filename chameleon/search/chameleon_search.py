@@ -76,7 +76,9 @@ class ChameleonConfig:
     """Random valid configurations measured before the cost model has data (capped by round size)."""
     agent_round: int = 0
     """Measurements per round once the cost model is trained (capped by the tuner's round size);
-    0: the tuner's round size. Fewer per round means more model refits per measurement."""
+    0: the tuner's round size (agent rounds then measure k = 8: the elbow rule's first step). Fewer
+    per round means more model refits per measurement. 4 beat the default on 3 conv tasks, one seed
+    (README, "Smaller agent rounds"): not enough to change the default."""
     max_materialize_tries: int = 200
     """Attempts to find valid random configurations per round."""
     pretrained_first_round: bool = False
