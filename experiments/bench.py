@@ -124,7 +124,7 @@ def main() -> None:
         labels={label for label, _, _ in strategy_variants(strategies, tuple(args.warm_start))},
         trials=trials,
     )
-    if not args.no_run:
+    if earlier and not args.no_run:
         here = machine_label(resolve_target(args.target).target_json)
         if elsewhere := sorted({c.machine for c in earlier if c.machine not in (None, here)}):
             raise SystemExit(

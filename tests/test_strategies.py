@@ -420,8 +420,8 @@ def test_a_pretrained_program_model_ranks_chameleons_first_round(simulator, monk
 
 @pytest.mark.slow
 def test_chameleons_agent_round_caps_the_rounds_after_the_first(simulator, monkeypatch) -> None:
-    """``agent_round=2``: the random first round keeps the tuner's round size, every round the
-    agent plans measures at most 2, and the run still spends its whole budget."""
+    """``agent_round=2``: every round the agent plans is given at most 2 measurements, and the run
+    still spends its whole budget."""
     from chameleon.search.chameleon_search import ChameleonSearch
 
     budgets: list[int] = []
