@@ -9,7 +9,8 @@ Each round of a task:
    MetaSchedule's own XGBoost on program features (a richer model the agent cannot afford to call
    tens of thousands of times); the top ``plan_size`` form the round's plan;
 4. adaptive sampling: k-means over the plan (k grown in steps of 8 while the loss keeps falling
-   by more than 2.5x, at most the round size); one representative per cluster is measured, the
+   by more than 2.5x, at most the round's measurements: ``agent_round``, 4 by default, so k = 4
+   unless the plan is smaller); one representative per cluster is measured, the
    cluster's best-ranked member (the paper takes the one closest to the centroid:
    ``representative="centroid"``);
 5. sample synthesis replaces representatives that are invalid, duplicated or already measured
@@ -74,11 +75,13 @@ class ChameleonConfig:
     """Episodes start from up to this many best measured configurations (rest: random)."""
     random_first_round: int = 16
     """Random valid configurations measured before the cost model has data (capped by round size)."""
-    agent_round: int = 0
+    agent_round: int = 4
     """Measurements per round once the cost model is trained (capped by the tuner's round size);
-    0: the tuner's round size (agent rounds then measure k = 8: the elbow rule's first step). Fewer
-    per round means more model refits per measurement. 4 beat the default on 3 conv tasks, one seed
-    (README, "Smaller agent rounds"): not enough to change the default."""
+    0: the tuner's round size (agent rounds then measure k = 8, the elbow rule's first step: the
+    default until session 15). Fewer per round means more refits of the cost model and the agent
+    per measurement. On the 11 ResNet-18 conv tasks (AMD host, 5 timing passes, seed 1; 5 of them
+    again with seed 2) 4 reached the target with fewer measurements and ended on faster code than
+    8 (README, "Smaller agent rounds"); each run takes ~1.5x the wall-clock time."""
     max_materialize_tries: int = 200
     """Attempts to find valid random configurations per round."""
     pretrained_first_round: bool = False
