@@ -81,7 +81,9 @@ class ChameleonConfig:
     default until session 15). Fewer per round means more refits of the cost model and the agent
     per measurement. On the 11 ResNet-18 conv tasks (AMD host, 5 timing passes, seed 1; 5 of them
     again with seed 2) 4 reached the target with fewer measurements and ended on faster code than
-    8 (README, "Smaller agent rounds"); each run takes ~1.5x the wall-clock time."""
+    8 (README, "Smaller agent rounds"); each run takes ~1.5x the wall-clock time. A round's
+    candidates are measured in parallel on a farm: with more than 4 devices per task, raise it
+    (``--strategy chameleon:agent_round=N``) or the other devices wait."""
     max_materialize_tries: int = 200
     """Attempts to find valid random configurations per round."""
     pretrained_first_round: bool = False
