@@ -79,7 +79,7 @@ class ChameleonConfig:
     """Measurements per round once the cost model is trained (capped by the tuner's round size);
     0: the tuner's round size (agent rounds then measure k = 8, the elbow rule's first step: the
     default until session 15). Fewer per round means more refits of the cost model and the agent
-    per measurement. On the 11 ResNet-18 conv tasks (AMD host, 5 timing passes, seed 1; 5 of them
+    per measurement. On the 11 ResNet-18 conv tasks (AMD host, 5 timing passes, seed 1; 6 of them
     again with seed 2) 4 reached the target with fewer measurements and ended on faster code than
     8 (README, "Smaller agent rounds"); each run takes ~1.5x the wall-clock time. A round's
     candidates are measured in parallel on a farm: with more than 4 devices per task, raise it
