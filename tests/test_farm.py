@@ -40,6 +40,8 @@ from chameleon.farm.tracker import (
     tracker_from_env,
     wait_for_devices,
 )
+from chameleon.tuning.measure import parallel_devices
+from chameleon.tuning.passes import FastestOfPasses
 
 TARGET = tvm.target.Target({"kind": "llvm", "num-cores": 1})
 N = 64
@@ -318,6 +320,7 @@ def test_key_without_devices_fails_after_bounded_wait(farm: LocalFarm) -> None:
 def test_runner_measures_in_parallel_and_does_not_retry_kernel_errors(farm: LocalFarm, artifact: str) -> None:
     runner = make_farm_runner(config_for(farm))
     assert runner.max_workers == 2
+    assert parallel_devices(runner) == parallel_devices(FastestOfPasses(runner, 2)) == 2
     results = [f.result() for f in runner.run(inputs(artifact, 3) + inputs(artifact, 1, BAD_ARGS))]
     assert all(r.error_msg is None and 0 < float(r.run_secs[0]) < 1 for r in results[:3])
     assert results[3].run_secs is None and "Error caught from RPC call" in results[3].error_msg

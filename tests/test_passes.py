@@ -21,7 +21,7 @@ from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
 from chameleon.bench.online import check_passes
 from chameleon.errors import UsageError
 from chameleon.hardware.targets import resolve_target
-from chameleon.tuning.measure import MeasureConfig, make_runner
+from chameleon.tuning.measure import MeasureConfig, make_runner, parallel_devices
 from chameleon.tuning.passes import FastestOfPasses
 from tests.tvm_records import TARGET, matmul, tiled_schedule
 
@@ -170,6 +170,8 @@ def test_a_resumed_tuning_run_measures_in_passes_and_says_how_many(
 def test_one_pass_is_the_plain_runner_and_fewer_is_refused() -> None:
     spec = resolve_target("llvm")
     assert not isinstance(make_runner(spec, MeasureConfig()), FastestOfPasses)
+    assert parallel_devices(make_runner(spec, MeasureConfig())) == 1  # the local CPU
+    assert parallel_devices(make_runner(spec, MeasureConfig(passes=3))) == 1
     with pytest.raises(UsageError, match="--measure-passes must be at least 1"):
         make_runner(spec, MeasureConfig(passes=0))
     with pytest.raises(UsageError, match="margin must be at least 1"):

@@ -81,6 +81,23 @@ def test_a_spec_overrides_the_strategy_config() -> None:
 
 
 @pytest.mark.parametrize(
+    ("spec", "devices", "agent_round"),
+    [
+        ("chameleon", 1, 4),
+        ("chameleon", 4, 4),
+        ("chameleon", 8, 8),  # one measurement per farm device, none waits
+        ("chameleon:agent_round=2", 8, 2),  # what the spec sets stays
+        ("chameleon:agent_round=0", 8, 0),  # the tuner's round size
+    ],
+)
+def test_agent_rounds_measure_one_configuration_per_farm_device(
+    spec: str, devices: int, agent_round: int
+) -> None:
+    setup = registry.create(spec, registry.StrategyOptions(devices=devices))
+    assert setup.strategy.config.agent_round == agent_round
+
+
+@pytest.mark.parametrize(
     ("spec", "message"),
     [
         ("chameleon:no_such=1", "unknown setting 'no_such'"),

@@ -9,8 +9,8 @@ Each round of a task:
    MetaSchedule's own XGBoost on program features (a richer model the agent cannot afford to call
    tens of thousands of times); the top ``plan_size`` form the round's plan;
 4. adaptive sampling: k-means over the plan (k grown in steps of 8 while the loss keeps falling
-   by more than 2.5x, at most the round's measurements: ``agent_round``, 4 by default, so k = 4
-   unless the plan is smaller); one representative per cluster is measured, the
+   by more than 2.5x, at most the round's measurements: ``agent_round``, 4 by default or one
+   per farm device when there are more, so k = 4 on one device unless the plan is smaller); one representative per cluster is measured, the
    cluster's best-ranked member (the paper takes the one closest to the centroid:
    ``representative="centroid"``);
 5. sample synthesis replaces representatives that are invalid, duplicated or already measured
@@ -22,6 +22,7 @@ from a uniform draw over the knob options (see :meth:`KnobSpace.sample_config`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -82,8 +83,9 @@ class ChameleonConfig:
     per measurement. On the 11 ResNet-18 conv tasks (AMD host, 5 timing passes, seed 1; 6 of them
     again with seed 2) 4 reached the target with fewer measurements and ended on faster code than
     8 (README, "Smaller agent rounds"); each run takes ~1.5x the wall-clock time. A round's
-    candidates are measured in parallel on a farm: with more than 4 devices per task, raise it
-    (``--strategy chameleon:agent_round=N``) or the other devices wait."""
+    candidates are measured in parallel on a farm: with more devices for the key than this,
+    a round measures one configuration per device, so none waits (unless the spec sets it,
+    ``--strategy chameleon:agent_round=N``)."""
     max_materialize_tries: int = 200
     """Attempts to find valid random configurations per round."""
     pretrained_first_round: bool = False
@@ -555,6 +557,9 @@ def _setup(options: StrategyOptions, config: ChameleonConfig, *, blueprint: bool
     from chameleon.search.transfer import program_model as make_program_model
 
     config = apply_overrides(config, options.overrides)
+    if 0 < config.agent_round < options.devices and "agent_round" not in dict(options.overrides):
+        config = dataclasses.replace(config, agent_round=options.devices)
+        logger.info("agent rounds measure %d configurations: one per farm device", options.devices)
     bp = None
     if blueprint and options.blueprint and options.target_json:
         from chameleon.hardware.target_blueprint import blueprint_for_target

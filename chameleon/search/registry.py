@@ -30,6 +30,8 @@ class StrategyOptions:
     """Log directories of other devices/runs to pre-train the cost model on."""
     overrides: tuple[tuple[str, str], ...] = ()
     """``(field, value)`` pairs from a spec ``name:field=value,...`` for the strategy's config."""
+    devices: int = 1
+    """Devices that measure a round's candidates in parallel (a farm's devices for the key)."""
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,15 @@ def _single_pass_runner(spec: TargetSpec, config: MeasureConfig):
     )
 
 
+def parallel_devices(runner) -> int:
+    """Devices ``runner`` measures on at once: a farm's devices for its key when the runner was
+    made (``make_farm_runner``), 1 for the local CPU."""
+    from chameleon.farm.runner import FarmRunner
+
+    inner = getattr(runner, "inner", runner)  # FastestOfPasses wraps the runner that measures
+    return inner.max_workers if isinstance(inner, FarmRunner) else 1
+
+
 def make_builder(spec: TargetSpec):
     from chameleon.tvm_glue.builder import PersistentBuilder
 

@@ -25,7 +25,7 @@ from chameleon.logs.timeline import TIMELINE_FILE, Measurement, TimelineRecorder
 from chameleon.search import registry
 from chameleon.tuning.confirm import discard_confirmation
 from chameleon.tuning.interrupt import StopAware, StopGuard, stop_on_signals
-from chameleon.tuning.measure import MeasureConfig, make_builder, make_runner
+from chameleon.tuning.measure import MeasureConfig, make_builder, make_runner, parallel_devices
 from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
 from chameleon.tvm_glue.ms_logging import ms_logger_setup
 
@@ -208,6 +208,7 @@ def tune(config: TuneConfig, observer: TuneObserver | None = None) -> TuneSummar
             target_json=spec.target_json,
             blueprint=config.blueprint,
             warm_start=config.warm_start,
+            devices=parallel_devices(runner),
         )
     )
     setup_s = time.perf_counter() - setup_start
