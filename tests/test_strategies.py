@@ -83,10 +83,11 @@ def test_a_spec_overrides_the_strategy_config() -> None:
 @pytest.mark.parametrize(
     ("spec", "devices", "agent_round"),
     [
-        ("chameleon", 1, 4),
+        ("chameleon", 1, 2),
+        ("chameleon", 2, 2),
         ("chameleon", 4, 4),
         ("chameleon", 8, 8),  # one measurement per farm device, none waits
-        ("chameleon:agent_round=2", 8, 2),  # what the spec sets stays
+        ("chameleon:agent_round=4", 8, 4),  # what the spec sets stays
         ("chameleon:agent_round=0", 8, 0),  # the tuner's round size
     ],
 )

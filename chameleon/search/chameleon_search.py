@@ -9,13 +9,14 @@ Each round of a task:
    MetaSchedule's own XGBoost on program features (a richer model the agent cannot afford to call
    tens of thousands of times); the top ``plan_size`` form the round's plan;
 4. adaptive sampling: k-means over the plan (k grown in steps of 8 while the loss keeps falling
-   by more than 2.5x, at most the round's measurements: ``agent_round``, 4 by default or one
-   per farm device when there are more, so k = 4 on one device unless the plan is smaller); one representative per cluster is measured, the
-   cluster's best-ranked member (the paper takes the one closest to the centroid:
+   by more than 2.5x, at most the round's measurements: ``agent_round``, 2 by default or one
+   per farm device when there are more, so k = 2 on one device); one representative per cluster
+   is measured, the cluster's best-ranked member (the paper takes the one closest to the centroid:
    ``representative="centroid"``);
 5. sample synthesis replaces representatives that are invalid, duplicated or already measured
    (other members, then a majority vote per knob, then re-draws).
-The first round of a task (no measurement yet, no warm start) measures random valid configurations.
+The first round of a task (no measurement yet, no warm start) measures ``random_first_round`` (8)
+random valid configurations.
 Random configurations (first round, fresh episode starts) come from MetaSchedule's own sampler, not
 from a uniform draw over the knob options (see :meth:`KnobSpace.sample_config`).
 """
@@ -74,17 +75,20 @@ class ChameleonConfig:
     round to this value in the last. 0: every measurement is a cluster representative."""
     best_starts: int = 32
     """Episodes start from up to this many best measured configurations (rest: random)."""
-    random_first_round: int = 16
-    """Random valid configurations measured before the cost model has data (capped by round size)."""
-    agent_round: int = 4
+    random_first_round: int = 8
+    """Random valid configurations measured before the cost model has data (capped by round size);
+    16 until session 16 (see ``agent_round``)."""
+    agent_round: int = 2
     """Measurements per round once the cost model is trained (capped by the tuner's round size);
     0: the tuner's round size (agent rounds then measure k = 8, the elbow rule's first step: the
     default until session 15). Fewer per round means more refits of the cost model and the agent
-    per measurement. On the 11 ResNet-18 conv tasks (AMD host, 5 timing passes, seed 1; 6 of them
-    again with seed 2) 4 reached the target with fewer measurements and ended on faster code than
-    8 (README, "Smaller agent rounds"); each run takes ~1.5x the wall-clock time. A round's
-    candidates are measured in parallel on a farm: with more devices for the key than this,
-    a round measures one configuration per device, so none waits (unless the spec sets it,
+    per measurement. On the 11 ResNet-18 conv tasks (AMD host, 5 timing passes, seed 1) rounds of
+    4 reached the target with fewer measurements than rounds of 8 and ended on faster code (the
+    default in session 15); rounds of 2 after a random first round of 8 (session 16's default)
+    then needed fewer again in the same run: median 62 measurements to the target against 114, 10
+    of 11 tasks reaching it against 8 (README, "Smaller agent rounds"). A run takes ~1.6x the
+    wall-clock time of rounds of 4. A round's candidates are measured in parallel on a farm: with more devices for the key than
+    this, a round measures one configuration per device, so none waits (unless the spec sets it,
     ``--strategy chameleon:agent_round=N``)."""
     max_materialize_tries: int = 200
     """Attempts to find valid random configurations per round."""
