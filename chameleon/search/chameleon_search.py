@@ -23,10 +23,9 @@ from a uniform draw over the knob options (see :meth:`KnobSpace.sample_config`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from tvm.ir.utils import derived_object
@@ -87,9 +86,9 @@ class ChameleonConfig:
     default in session 15); rounds of 2 after a random first round of 8 (session 16's default)
     then needed fewer again in the same run: median 62 measurements to the target against 114, 10
     of 11 tasks reaching it against 8 (README, "Smaller agent rounds"). A run takes ~1.6x the
-    wall-clock time of rounds of 4. A round's candidates are measured in parallel on a farm: with more devices for the key than
-    this, a round measures one configuration per device, so none waits (unless the spec sets it,
-    ``--strategy chameleon:agent_round=N``)."""
+    wall-clock time of rounds of 4. A round's candidates are measured in parallel on a farm:
+    with more devices for the key than this, a round measures one configuration per device, so
+    none waits (unless the spec sets it, ``--strategy chameleon:agent_round=N``)."""
     max_materialize_tries: int = 200
     """Attempts to find valid random configurations per round."""
     pretrained_first_round: bool = False
@@ -562,7 +561,7 @@ def _setup(options: StrategyOptions, config: ChameleonConfig, *, blueprint: bool
 
     config = apply_overrides(config, options.overrides)
     if 0 < config.agent_round < options.devices and "agent_round" not in dict(options.overrides):
-        config = dataclasses.replace(config, agent_round=options.devices)
+        config = replace(config, agent_round=options.devices)
         logger.info("agent rounds measure %d configurations: one per farm device", options.devices)
     bp = None
     if blueprint and options.blueprint and options.target_json:
