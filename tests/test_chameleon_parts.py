@@ -235,6 +235,7 @@ def dense_search():
     search.rng = np.random.default_rng(0)
     search.invalid, search.measured, search.rejected, search.checks_validity = set(), {}, 0, True
     search.context, search.prior, search.embedding = ctx, None, np.zeros(0, dtype=np.float32)
+    search.threads = 1
     kmax = max(search.space.num_knobs_max, 1)
     search.n_options = np.ones((len(search.space.sketches), kmax), dtype=np.int64)
     for s in range(len(search.space.sketches)):
@@ -296,6 +297,48 @@ def test_random_configs_come_from_the_sampler_and_the_prior_picks_among_them(den
     )
 
 
+@pytest.mark.parametrize("seed", [0, 5])
+def test_threaded_sampling_draws_and_returns_what_one_by_one_does(dense_search, seed):
+    space = dense_search.space
+    one_rng, many_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+    one = [space.sample(one_rng) for _ in range(24)]
+    many = space.sample_many(many_rng, 24, threads=2)
+    assert [d and d[0] for d in one] == [d and d[0] for d in many]
+    assert all(d is None or d[0] == space.decode(d[1].trace) for d in many)
+    assert one_rng.integers(2**31) == many_rng.integers(2**31)  # the same draws were taken
+
+
+def test_threaded_materialize_matches_one_by_one(dense_search):
+    """The shortlist's replays on 2 threads: the same seeds, the same valid programs and the same
+    configurations remembered as invalid as :meth:`_materialize` one at a time (a few random
+    knob-level configurations are invalid programs, and one comes twice)."""
+    import tvm
+
+    search = dense_search
+    rng = np.random.default_rng(11)
+    configs = [search.space.random_config(rng) for _ in range(16)]
+    configs.append(configs[3])
+    results = {}
+    for threads in (1, 2):
+        search.rng, search.threads, search.invalid = np.random.default_rng(4), threads, set()
+        try:
+            if threads == 1:
+                cache: dict = {}
+                schedules = [search._materialize(c, cache) for c in configs]
+            else:
+                schedules = search._materialize_all(configs, {})
+            results[threads] = (schedules, set(search.invalid), search.rng.integers(2**31))
+        finally:
+            search.threads, search.invalid, search.rng = 1, set(), np.random.default_rng(0)
+    (one, invalid_one, next_one), (many, invalid_many, next_many) = results[1], results[2]
+    assert invalid_one == invalid_many and next_one == next_many
+    assert any(s is None for s in one) and any(s is not None for s in one)
+    for a, b in zip(one, many, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            tvm.ir.assert_structural_equal(a.mod, b.mod)
+
+
 @pytest.mark.parametrize("spent", [0.0, 0.5, 1.0])
 def test_exploit_share_measures_the_top_of_the_plan_late_in_the_budget(dense_search, spent):
     """With ``exploit_share=1`` the greedy part grows with the budget spent: none in the first
@@ -341,14 +384,14 @@ def test_a_used_up_space_ends_the_round_without_drawing_on(monkeypatch):
     search = ChameleonSearch(config=ChameleonConfig(), blueprint=get_blueprint("x86-avx512-server"))
     search._initialize_with_tune_context(ctx)
     draws = []
-    sample = KnobSpace.sample_config
-    monkeypatch.setattr(KnobSpace, "sample_config", lambda self, rng: draws.append(1) or sample(self, rng))
+    replay_drawn = KnobSpace._sample_drawn  # every sample's replay, however it is called
+    monkeypatch.setattr(KnobSpace, "_sample_drawn", lambda self, d: draws.append(1) or replay_drawn(self, d))
     search.pre_tuning(64, 16, ctx.generate_design_space())
     assert search.space.size() == 1
     (candidate,) = search.generate_measure_candidates()
     search.notify_runner_results([candidate], [RunnerResult(run_secs=[1e-6], error_msg=None)])
     assert search.generate_measure_candidates() is None
-    assert len(draws) <= 3 * 2 * 16 * ChameleonConfig().prior_oversample
+    assert 0 < len(draws) <= 3 * 2 * 16 * ChameleonConfig().prior_oversample
 
 
 def test_program_model_pretrains_on_every_workload_of_logs_of_the_same_target_kind(tmp_path: Path) -> None:

@@ -89,6 +89,10 @@ class ChameleonConfig:
     wall-clock time of rounds of 4. A round's candidates are measured in parallel on a farm:
     with more devices for the key than this, a round measures one configuration per device, so
     none waits (unless the spec sets it, ``--strategy chameleon:agent_round=N``)."""
+    search_threads: int = 0
+    """Threads that replay and post-process configurations (the shortlist's, the sampler's);
+    0: the tune context's (``num_threads``: the physical cores, as MetaSchedule's own search).
+    Only the speed changes: the same random draws, in the same order, and the same results."""
     max_materialize_tries: int = 200
     """Attempts to find valid random configurations per round."""
     pretrained_first_round: bool = False
@@ -108,6 +112,10 @@ class ChameleonConfig:
     model: KnobModelConfig = field(default_factory=KnobModelConfig)
 
     def __post_init__(self) -> None:
+        if self.search_threads < 0:
+            raise UsageError(
+                f"search_threads must be 0 (the tune context's) or more, not {self.search_threads}"
+            )
         if self.agent_round < 0:
             raise UsageError(
                 f"agent_round must be 0 (the tuner's round size) or more, not {self.agent_round}"
@@ -152,6 +160,7 @@ class ChameleonSearch(PySearchStrategy):
     def _initialize_with_tune_context(self, context) -> None:
         self.context = context
         self.postprocs = list(context.space_generator.postprocs)
+        self.threads = self.config.search_threads or max(int(context.num_threads or 1), 1)
 
     def pre_tuning(
         self, max_trials, num_trials_per_iter, design_spaces, database=None, cost_model=None
@@ -304,7 +313,7 @@ class ChameleonSearch(PySearchStrategy):
         pool. Distinct; callers skip what is taken. ``replayed``: where to keep
         the picked configurations' sampled schedules, for :meth:`_materialize`."""
         pool_size = n * (self.config.prior_oversample if self.prior is not None else 1)
-        drawn = dict(d for d in (self.space.sample(self.rng) for _ in range(pool_size)) if d is not None)
+        drawn = dict(d for d in self.space.sample_many(self.rng, pool_size, threads=self.threads) if d)
         pool = list(drawn)
         picked = self.prior.choose(pool, n, self.rng) if self.prior is not None else pool
         if replayed is not None:
@@ -332,6 +341,20 @@ class ChameleonSearch(PySearchStrategy):
             self.invalid.add(config)
         cache[config] = sch
         return sch
+
+    def _materialize_all(self, configs: list[Config], cache: dict) -> list:
+        """:meth:`_materialize` of each of ``configs``, the replays on ``self.threads`` threads:
+        the same seeds from ``self.rng`` and the same results as one call after another."""
+        todo = [c for c in dict.fromkeys(configs) if c not in cache and c not in self.invalid]
+        items = [(c, int(self.rng.integers(1, 2**30))) for c in todo]
+        for config, sch in zip(todo, self.space.materialize_many(items, threads=self.threads), strict=True):
+            if sch is not None and self.checks_validity and self._rejected_by_blueprint(sch):
+                self.rejected += 1
+                sch = None
+            if sch is None:
+                self.invalid.add(config)
+            cache[config] = sch
+        return [cache.setdefault(c, None) for c in configs]  # the rest: invalid before
 
     def _rejected_by_blueprint(self, sch) -> bool:
         from chameleon.hardware.validity import check, is_rejected
@@ -488,7 +511,7 @@ class ChameleonSearch(PySearchStrategy):
         if len(plan_ids) <= self.config.plan_size and not ready:
             return plan_ids, plan_idx, scores
         configs = [self._config(sid, row) for sid, row in zip(plan_ids, plan_idx, strict=True)]
-        schedules = [self._materialize(c, self._schedules) for c in configs]
+        schedules = self._materialize_all(configs, self._schedules)
         valid = [i for i, sch in enumerate(schedules) if sch is not None]
         plan_ids, plan_idx, scores = plan_ids[valid], plan_idx[valid], scores[valid]
         if ready and len(valid) > 1:

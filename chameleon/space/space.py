@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tvm.ir import IRModule
@@ -32,6 +34,20 @@ from chameleon.space.traces import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def map_threads(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
+    """``[fn(x) for x in items]`` on up to ``threads`` threads. For replays and postprocessors:
+    TVM's FFI releases the GIL inside C++ calls, so they run in parallel, as in MetaSchedule's
+    own ``ThreadedTraceApply``; the results and their order are those of the plain loop."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
 
 Config = tuple[int, tuple[int, ...]]
 """(sketch index, option index per knob of that sketch); hashable."""
@@ -58,6 +74,7 @@ class KnobSpace:
         (``tvm_glue.gpu_precheck`` on GPU targets); None: always run them."""
         self.prechecked = 0
         """Configurations the precheck rejected."""
+        self._lock = threading.Lock()
         self._by_signature = {s.signature: i for i, s in enumerate(self.sketches)}
         self.num_knobs_max = max(s.num_knobs for s in self.sketches)
         self._tile_parts = max(
@@ -165,9 +182,24 @@ class KnobSpace:
     def sample(self, rng: np.random.Generator) -> tuple[Config, Schedule] | None:
         """:meth:`sample_config` and the schedule it replayed, which :meth:`materialize` can take
         instead of replaying the configuration again."""
+        return self._sample_drawn(self._draw(rng))
+
+    def sample_many(
+        self, rng: np.random.Generator, n: int, *, threads: int = 1
+    ) -> list[tuple[Config, Schedule] | None]:
+        """``n`` calls of :meth:`sample`, replayed on up to ``threads`` threads: the same draws
+        from ``rng``, in the same order, and the same results as one call after another."""
+        return map_threads(self._sample_drawn, [self._draw(rng) for _ in range(n)], threads)
+
+    def _draw(self, rng: np.random.Generator) -> tuple[int, int]:
+        """What a sample takes from ``rng``: a sketch, then the seed its replay samples with."""
         s = int(rng.integers(len(self.sketches)))
+        return s, int(rng.integers(1, 2**30))
+
+    def _sample_drawn(self, drawn: tuple[int, int]) -> tuple[Config, Schedule] | None:
+        s, seed = drawn
         try:
-            sch = replay(self.mod, self.sketches[s].trace.insts, {}, seed=int(rng.integers(1, 2**30)))
+            sch = replay(self.mod, self.sketches[s].trace.insts, {}, seed=seed)
         except Exception as err:  # a failed draw is only a lost sample
             logger.debug("sampling sketch %d failed: %s", s, err)
             return None
@@ -189,6 +221,12 @@ class KnobSpace:
         return s, tuple(int(i) for i in new)
 
     # --------------------------------------------------------------------- programs
+
+    def materialize_many(
+        self, items: Sequence[tuple[Config, int]], *, threads: int = 1
+    ) -> list[Schedule | None]:
+        """:meth:`materialize` of each ``(configuration, seed)``, on up to ``threads`` threads."""
+        return map_threads(lambda item: self.materialize(item[0], seed=item[1]), items, threads)
 
     def materialize(
         self, config: Config, *, seed: int = 1, replayed: Schedule | None = None
@@ -218,7 +256,8 @@ class KnobSpace:
                         return None
             reason = self.precheck(sch) if self.precheck is not None else None
             if reason is not None:
-                self.prechecked += 1
+                with self._lock:
+                    self.prechecked += 1
                 logger.debug("%s rejected before the postprocessors: %s", config, reason)
                 return None
             sch.enter_postproc()
