@@ -334,9 +334,14 @@ class ChameleonSearch(PySearchStrategy):
             seed = int(self.rng.integers(1, 2**30))
             drawn = replayed.pop(config, None) if replayed else None
             sch = self.space.materialize(config, seed=seed, replayed=drawn)
-            if sch is not None and self.checks_validity and self._rejected_by_blueprint(sch):
-                self.rejected += 1
-                sch = None
+        return self._remember(config, sch, cache)
+
+    def _remember(self, config: Config, sch, cache: dict):
+        """Keep a replayed ``sch`` (None: not a valid program) in ``cache``, after the blueprint's
+        validity rules; an invalid configuration is remembered as such."""
+        if sch is not None and self.checks_validity and self._rejected_by_blueprint(sch):
+            self.rejected += 1
+            sch = None
         if sch is None:
             self.invalid.add(config)
         cache[config] = sch
@@ -348,12 +353,7 @@ class ChameleonSearch(PySearchStrategy):
         todo = [c for c in dict.fromkeys(configs) if c not in cache and c not in self.invalid]
         items = [(c, int(self.rng.integers(1, 2**30))) for c in todo]
         for config, sch in zip(todo, self.space.materialize_many(items, threads=self.threads), strict=True):
-            if sch is not None and self.checks_validity and self._rejected_by_blueprint(sch):
-                self.rejected += 1
-                sch = None
-            if sch is None:
-                self.invalid.add(config)
-            cache[config] = sch
+            self._remember(config, sch, cache)
         return [cache.setdefault(c, None) for c in configs]  # the rest: invalid before
 
     def _rejected_by_blueprint(self, sch) -> bool:
