@@ -331,10 +331,15 @@ class ChameleonSearch(PySearchStrategy):
             return cache[config]
         sch = None
         if config not in self.invalid:
-            seed = int(self.rng.integers(1, 2**30))
+            seed = self._replay_seed()
             drawn = replayed.pop(config, None) if replayed else None
             sch = self.space.materialize(config, seed=seed, replayed=drawn)
         return self._remember(config, sch, cache)
+
+    def _replay_seed(self) -> int:
+        """The seed of one configuration's replay: one draw from ``self.rng``, the same in
+        :meth:`_materialize` and :meth:`_materialize_all`, so both take the same stream."""
+        return int(self.rng.integers(1, 2**30))
 
     def _remember(self, config: Config, sch, cache: dict):
         """Keep a replayed ``sch`` (None: not a valid program) in ``cache``, after the blueprint's
@@ -351,7 +356,7 @@ class ChameleonSearch(PySearchStrategy):
         """:meth:`_materialize` of each of ``configs``, the replays on ``self.threads`` threads:
         the same seeds from ``self.rng`` and the same results as one call after another."""
         todo = [c for c in dict.fromkeys(configs) if c not in cache and c not in self.invalid]
-        items = [(c, int(self.rng.integers(1, 2**30))) for c in todo]
+        items = [(c, self._replay_seed()) for c in todo]
         for config, sch in zip(todo, self.space.materialize_many(items, threads=self.threads), strict=True):
             self._remember(config, sch, cache)
         return [cache.setdefault(c, None) for c in configs]  # the rest: invalid before
