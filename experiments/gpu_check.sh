@@ -2,7 +2,7 @@
 # The CUDA path on a real GPU, in one call of a lent machine (Python 3.12 with torch, no TVM).
 #
 # Expects the TVM, tvm-ffi, xgboost-cpu and tornado files unpacked from .gpu1/-.gpu3/ (see
-# README "GPU"), or an environment where `import tvm` works. Writes everything under $OUT:
+# experiments/results/README.md, "On a real GPU"), or an environment where `import tvm` works. Writes everything under $OUT:
 #   1. the device as TVM sees it, and the blueprint it resolves to;
 #   2. `chameleon tune` of ResNet-18 for a fixed time, then `chameleon replay` (tuned vs untuned
 #      vs PyTorch eager on the same GPU);

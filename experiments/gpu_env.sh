@@ -1,5 +1,5 @@
 # Sourced by the GPU scripts: make `import tvm` work on a lent GPU machine (Python 3.12 with torch,
-# no TVM) from the files experiments/gpu_bundle.sh packed into .gpu1/-.gpu3/ (see README "GPU"):
+# no TVM) from the files experiments/gpu_bundle.sh packed into .gpu1/-.gpu3/ (see experiments/results/README.md, "On a real GPU"):
 # each part is found in /root/parts (where the first calls copied theirs) or in a carried .gpuN/.
 # Sets PYTHONPATH; unpacks once per machine into /tmp/site.
 if ! python3 -c "import tvm" 2>/dev/null; then
@@ -9,7 +9,7 @@ if ! python3 -c "import tvm" 2>/dev/null; then
     found() { ls /root/parts/"$1" .gpu[1-3]/"$1" 2>/dev/null | head -1; }
     parts=""
     for p in aa ab ac; do  # libtvm_compiler.so, xz-compressed and split in three (one per call)
-      f=$(found "c.part.$p") && [ -n "$f" ] || { echo "c.part.$p missing: carry .gpu1-.gpu3 (README \"GPU\")"; exit 3; }
+      f=$(found "c.part.$p") && [ -n "$f" ] || { echo "c.part.$p missing: carry .gpu1-.gpu3 (experiments/results/README.md, \"On a real GPU\")"; exit 3; }
       parts="$parts $f"
     done
     echo "unpacking:$parts"

@@ -6,7 +6,7 @@
 # with the time left, `chameleon tune` of ResNet-18 on this GPU and `chameleon replay` (tuned vs
 # untuned vs PyTorch eager on the same GPU).
 #
-# Prepare and call it like experiments/gpu_check.sh (README "GPU"). Everything lands under $OUT.
+# Prepare and call it like experiments/gpu_check.sh (experiments/results/README.md, "On a real GPU"). Everything lands under $OUT.
 # TOTAL_S bounds the whole script; each step stops with SIGINT (the run ends after the round in
 # flight and keeps its records). SEED picks the benchmark's seed (the warm-start logs stay the other
 # GPU's seed-0 runs); summarise seeds together here with experiments/bench.py --no-run --with-csv.

@@ -85,7 +85,7 @@ class ChameleonConfig:
     4 reached the target with fewer measurements than rounds of 8 and ended on faster code (the
     default in session 15); rounds of 2 after a random first round of 8 (session 16's default)
     then needed fewer again in the same run: median 62 measurements to the target against 114, 10
-    of 11 tasks reaching it against 8 (README, "Smaller agent rounds"). A run takes ~1.6x the
+    of 11 tasks reaching it against 8 (experiments/results/README.md, "Smaller agent rounds"). A run takes ~1.6x the
     wall-clock time of rounds of 4. A round's candidates are measured in parallel on a farm:
     with more devices for the key than this, a round measures one configuration per device, so
     none waits (unless the spec sets it, ``--strategy chameleon:agent_round=N``)."""
@@ -100,7 +100,7 @@ class ChameleonConfig:
     trained on their records of every workload (cross-task transfer) instead of measuring random
     configurations. Off: on 3 ResNet-18 conv tasks (seed 0, transfer from 5 other conv tasks' runs)
     it led after 16 and after 64 measurements on 2 of them, but ended worse at 128 on 2, 1.11x slower
-    in median (README, "Cross-task transfer"); small per-task budgets are not measured."""
+    in median (experiments/results/README.md, "Cross-task transfer"); small per-task budgets are not measured."""
     strict_validity: bool = False
     """Reject configurations that break any of the blueprint's soft rules too (hard rules and the
     soft rules in ``validity.REJECTING_SOFT_RULES`` always reject)."""
@@ -401,7 +401,7 @@ class ChameleonSearch(PySearchStrategy):
         The pre-trained model ranks this first round only. Later rounds re-rank with the program
         model that learns from this run's measurements alone, as without a warm start: with the
         warm start's records in that model too (retrained every round), chameleon ended slower on
-        all 3 ResNet-18 tasks it was tried on (README, "Cross-task transfer")."""
+        all 3 ResNet-18 tasks it was tried on (experiments/results/README.md, "Cross-task transfer")."""
         pool = self._random_valid(max(self.config.rerank_pool, budget))
         if len(pool) <= budget:
             return pool

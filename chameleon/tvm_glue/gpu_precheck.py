@@ -21,7 +21,7 @@ schedule as replayed, before any postprocessor:
 Both use the target's own limits (what ``VerifyGPUCode`` reads), not a blueprint's, so nothing is
 rejected that the postprocessors would keep. A schedule the light passes cannot lower is left to
 the postprocessors. Measured on ResNet-18's and a transformer's tasks for cuda (sm_80 limits)
-and Jetson Orin: see ``tests/test_gpu_precheck.py`` and the README ("GPU first rounds").
+and Jetson Orin: see ``tests/test_gpu_precheck.py`` and experiments/results/README.md ("GPU first rounds").
 """
 
 from __future__ import annotations
