@@ -18,7 +18,6 @@ Refitting is as cheap as without a warm start.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,7 +97,3 @@ class KnobCostModel:
         if self.base_model is not None:
             return self.base_model.predict(X).astype(np.float32)
         return np.zeros(len(X), dtype=np.float32)
-
-
-def finite_or_inf(value: float | None) -> float:
-    return value if value is not None and math.isfinite(value) else math.inf

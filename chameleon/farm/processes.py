@@ -387,12 +387,6 @@ class LocalFarm:
         self._started.append(proc)
         return proc
 
-    def add_server(self) -> FarmProcess:
-        """Start one more server (e.g. a device coming back) and wait until it is registered."""
-        proc = self._spawn_one()
-        wait_registered([proc], tracker=self.tracker, key=self.key, timeout_s=self._timeout_s)
-        return proc
-
     def kill(self, index: int) -> None:
         """SIGKILL server ``index`` and its children, to simulate a device dying."""
         logger.info("killing RPC server %d (pid %d)", index, self.servers[index].pid)

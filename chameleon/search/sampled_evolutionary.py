@@ -12,7 +12,7 @@ import numpy as np
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
-from chameleon.sampling.adaptive import choose_k, members_by_distance
+from chameleon.sampling.adaptive import choose_k, representatives
 from chameleon.search.baselines import xgb_cost_model
 from chameleon.search.registry import SearchSetup, StrategyOptions, register
 from chameleon.search.subset import expand_results
@@ -69,7 +69,7 @@ class AdaptivelySampledSearch(WrappedSearch):
                 threshold=self.threshold,
                 seed=int(self.rng.integers(2**31)),
             )
-            chosen = [decodable[int(m[0])] for m in members_by_distance(X, kmeans) if len(m)]
+            chosen = [decodable[i] for i in representatives(X, kmeans)]
         self._plan, self._chosen = plan, chosen
         self.sent += len(chosen)
         return [plan[i] for i in chosen]
