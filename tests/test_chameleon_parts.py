@@ -362,52 +362,6 @@ def test_exploit_share_measures_the_top_of_the_plan_late_in_the_budget(dense_sea
     assert chosen[:greedy] == configs[:greedy]
 
 
-def test_sketch_scout_measures_the_best_visit_of_the_least_measured_sketch(dense_search):
-    """``sketch_min_share``: a sketch under that share of the measurements gets one of the round's
-    measurements, the agent's best-predicted valid unmeasured visit of it; the least-measured
-    sketch first, the next one when it has no visit; nothing when off, or in a round of one."""
-    import dataclasses
-    import types
-
-    search, rng = dense_search, np.random.default_rng(7)
-    assert len(search.space.sketches) >= 3
-    configs = list(dict.fromkeys(c for c in (search.space.sample_config(rng) for _ in range(300)) if c))
-    by_sketch = {s: [c for c in configs if c[0] == s] for s in range(3)}
-    assert all(len(v) >= 10 for v in by_sketch.values())
-    measured = {c: 1e-3 for c in by_sketch[0][:6] + by_sketch[2][:2]}  # shares 0.75, 0, 0.25
-
-    def scout(visits, *, share=0.3, budget=2):
-        sids, idx = search.space.as_arrays(visits)
-        rewards = np.random.default_rng(1).random(len(visits))
-        exploration = types.SimpleNamespace(configs=idx, sketch_ids=sids, rewards=rewards)
-        old = search.config
-        search.config, search.measured, search._schedules = (
-            dataclasses.replace(old, sketch_min_share=share),
-            measured,
-            {},
-        )
-        try:
-            return [c for c, _ in search._sketch_scout(exploration, budget)], dict(
-                zip(visits, rewards, strict=True)
-            )
-        finally:
-            search.config, search.measured = old, {}
-
-    def best_valid(rewards, sketch):
-        ranked = sorted(
-            (c for c in rewards if c[0] == sketch and c not in measured), key=lambda c: -rewards[c]
-        )
-        return next(c for c in ranked if search._materialize(c, {}) is not None)
-
-    visits = by_sketch[1][:5] + by_sketch[2][:7] + by_sketch[0][6:10]
-    chosen, rewards = scout(visits)
-    assert chosen == [best_valid(rewards, 1)]
-    chosen, rewards = scout(by_sketch[2][:7] + by_sketch[0][6:10])  # sketch 1 not visited: sketch 2
-    assert chosen == [best_valid(rewards, 2)] and chosen[0] not in measured
-    assert scout(visits, share=0.0)[0] == [] and scout(visits, budget=1)[0] == []
-    assert scout(by_sketch[2][:7], share=0.2)[0] == []  # sketch 2 holds 0.25 >= 0.2, sketch 1 unvisited
-
-
 def test_a_used_up_space_ends_the_round_without_drawing_on(monkeypatch):
     """A reshape has one configuration: the first round proposes it, the next proposes nothing,
     and neither replays the sketch more than a few batches' worth (an earlier version drew

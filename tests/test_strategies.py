@@ -106,7 +106,6 @@ def test_agent_rounds_measure_one_configuration_per_farm_device(
         ("chameleon:adaptive_sampling=maybe", "bad value 'maybe'"),
         ("chameleon:representative=worst", "representative must be"),
         ("chameleon:search_threads=-1", "search_threads must be 0"),
-        ("chameleon:sketch_min_share=1.5", r"sketch_min_share must be in \[0, 1\]"),
         ("chameleon:plan_size", "write name:field=value"),
         ("chameleon:ppo=1", "cannot be set"),
         ("evolutionary:population=8", "takes no settings"),

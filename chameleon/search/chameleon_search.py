@@ -89,12 +89,6 @@ class ChameleonConfig:
     wall-clock time of rounds of 4. A round's candidates are measured in parallel on a farm:
     with more devices for the key than this, a round measures one configuration per device, so
     none waits (unless the spec sets it, ``--strategy chameleon:agent_round=N``)."""
-    sketch_min_share: float = 0.0
-    """Exploration across sketches (the task's design spaces): while a sketch holds less than this
-    share of the task's measurements, one measurement of each agent round of 2 or more goes to the
-    agent's best-predicted unmeasured visit of the least-measured such sketch. A run otherwise
-    spends most of its measurements on one sketch (e.g. 105 of 128 on the ResNet-18 stem), and
-    another sketch's best can be the task's best. 0: off."""
     search_threads: int = 0
     """Threads that replay and post-process configurations (the shortlist's, the sampler's);
     0: the tune context's (``num_threads``: the physical cores, as MetaSchedule's own search).
@@ -126,8 +120,6 @@ class ChameleonConfig:
             raise UsageError(
                 f"agent_round must be 0 (the tuner's round size) or more, not {self.agent_round}"
             )
-        if not 0.0 <= self.sketch_min_share <= 1.0:
-            raise UsageError(f"sketch_min_share must be in [0, 1], not {self.sketch_min_share}")
         if not 0.0 <= self.exploit_share <= 1.0:
             raise UsageError(f"exploit_share must be in [0, 1], not {self.exploit_share}")
         if self.representative not in ("centroid", "best"):
@@ -470,38 +462,11 @@ class ChameleonSearch(PySearchStrategy):
             reward_fn=reward_fn,
         )
         self.agent.update(exploration)
-        scout = self._sketch_scout(exploration, budget)
         plan_ids, plan_idx, scores = self._plan(
             exploration.configs, exploration.sketch_ids, exploration.rewards
         )
         plan_ids, plan_idx, scores = self._rerank(plan_ids, plan_idx, scores)
-        if scout:
-            (sid, row), _ = scout[0]
-            keep = ~((plan_ids == sid) & (plan_idx[:, : len(row)] == row).all(axis=1))
-            plan_ids, plan_idx, scores = plan_ids[keep], plan_idx[keep], scores[keep]
-        return scout + self._choose(plan_ids, plan_idx, scores, budget - len(scout))
-
-    def _sketch_scout(self, exploration, budget: int) -> list[tuple[Config, object]]:
-        """One measurement for the least-measured sketch under ``sketch_min_share`` of the task's
-        measurements: the agent's best-predicted valid unmeasured visit of it ([] when none)."""
-        n_sketch = len(self.space.sketches)
-        share = self.config.sketch_min_share
-        if share <= 0 or budget < 2 or n_sketch < 2:
-            return []
-        counts = np.bincount([c[0] for c in self.measured], minlength=n_sketch)
-        for s in np.argsort(counts, kind="stable"):
-            if counts[s] >= share * len(self.measured):
-                break
-            mask = exploration.sketch_ids == s
-            if not mask.any():
-                continue
-            ids, idx, _ = self._plan(
-                exploration.configs[mask], exploration.sketch_ids[mask], exploration.rewards[mask]
-            )
-            configs = [self._config(sid, row) for sid, row in zip(ids, idx, strict=True)]
-            if found := self._first_valid(configs, 1, cache=self._schedules):
-                return found
-        return []
+        return self._choose(plan_ids, plan_idx, scores, budget)
 
     def _choose(self, plan_ids, plan_idx, scores, budget: int) -> list[tuple[Config, object]]:
         """The round's measurements from the ranked plan: its top share (``exploit_share``),
