@@ -10,8 +10,6 @@ that found it, the measurements per sketch, and the sketch of every measurement 
 from __future__ import annotations
 
 import collections
-import json
-import math
 import sys
 from pathlib import Path
 
@@ -20,23 +18,24 @@ def main(paths: list[str]) -> None:
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
+    from chameleon.logs.database import open_database
+    from chameleon.logs.metadata import read_run_file
+    from chameleon.logs.timeline import read_timeline
     from chameleon.space.space import KnobSpace
+    from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
     from chameleon.tvm_glue.keys import trace_key
 
     if not paths:
         raise SystemExit(__doc__)
+    import_tensor_intrinsics()
     for run_dir in map(Path, paths):
-        if not (run_dir / "timeline.jsonl").is_file():
-            raise SystemExit(
-                f"{run_dir}: no timeline.jsonl; name a run directory that experiments/bench.py wrote"
-            )
-        run = json.loads((run_dir / "run.json").read_text())
-        records = ms.database.JSONDatabase(
-            work_dir=str(run_dir), allow_missing=False
-        ).get_all_tuning_records()
+        timeline = read_timeline(run_dir)
+        if not timeline:
+            raise SystemExit(f"{run_dir}: no timeline; name a run directory that experiments/bench.py wrote")
+        records = open_database(run_dir).get_all_tuning_records()
         ctx = ms.TuneContext(
             mod=records[0].workload.mod,
-            target=tvm.target.Target(run["target_json"]),
+            target=tvm.target.Target(read_run_file(run_dir)["target_json"]),
             space_generator="post-order-apply",
             search_strategy="evolutionary",
         )
@@ -49,15 +48,11 @@ def main(paths: list[str]) -> None:
         for rec in records:
             config = space.decode_trace_fast(rec.trace)
             sketch[trace_key(rec.trace)] = "?" if config is None else str(config[0])
-        order, best = [], (math.inf, "?", 0)
-        for line in (run_dir / "timeline.jsonl").read_text().splitlines():
-            entry = json.loads(line)
-            s = sketch.get(entry["key"], "?")
-            order.append(s)
-            if entry["latency_s"] is not None and entry["latency_s"] < best[0]:
-                best = (entry["latency_s"], s, entry["n"])
+        order = [sketch.get(m.key, "?") for m in timeline]
+        best = min((m for m in timeline if m.ok), key=lambda m: m.latency_s)
         print(
-            f"{run_dir}: {len(space.sketches)} sketches; best {best[0] * 1e3:.3f} ms, sketch {best[1]}, measurement {best[2]}"
+            f"{run_dir}: {len(space.sketches)} sketches; best {best.latency_s * 1e3:.3f} ms, "
+            f"sketch {sketch.get(best.key, '?')}, measurement {best.n}"
         )
         print(f"  per sketch: {dict(sorted(collections.Counter(order).items()))}")
         print(f"  in order:   {''.join(order)}")
