@@ -68,6 +68,8 @@ def test_task_stats_counts_never_reaching_runs_as_twice_the_budget() -> None:
     assert (new.reached, new.runs) == (2, 3)
     assert base.median_best == 1.04
     assert new.median_best == 1.02  # bests 1.02, 2.0, 1.0
+    assert base.m_by_seed == ((0, 3), (1, 2), (2, 5))
+    assert new.m_by_seed == ((0, 1), (1, None), (2, 2))
     assert base.median_t is None and base.search_s_per_round is None
 
 
@@ -371,6 +373,14 @@ def test_markdown_reports_the_same_numbers_as_summarize() -> None:
     assert [s.strategy for s in summary] == ["base", "x"]
     assert "| x | 2.00 |" in text
     assert stats[("x", "t")].median_m == 1
+
+
+def test_markdown_lists_each_seeds_m_when_there_are_several_seeds() -> None:
+    runs = [run("base", 2, [2.0, 1.0]), run("base", 1, [3.0] * 3), run("x", 1, [1.0]), run("x", 2, [4.0])]
+    text, _, _ = markdown(runs, budget=B, baseline="base", title="t")
+    assert "| t | s1: never, s2: 2 | s1: 1, s2: never |" in text
+    one_seed, _, _ = markdown(runs[:1], budget=B, baseline="base", title="t")
+    assert "Per task and seed" not in one_seed
 
 
 def _ranked_runs(finals: dict[str, float], task: str = "t") -> list[RunCurve]:

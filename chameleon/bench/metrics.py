@@ -78,6 +78,9 @@ class StrategyTaskStats:
     median_match_m: float | None = None
     """Median first measurement at or below the baseline's median best (2 x budget if never);
     None without a baseline."""
+    m_by_seed: tuple[tuple[int, int | None], ...] = ()
+    """``(seed, m)`` of each run in seed order, m None where the run never reached the target: the
+    spread behind ``median_m`` (with few seeds, one run decides the median)."""
 
 
 def task_stats(
@@ -100,10 +103,11 @@ def task_stats(
         # baseline's middle runs reaches within the budget
         match = statistics.median_high(base_bests) if base_bests else None
         for strategy, srs in by_strategy.items():
-            ms, ts, reached = [], [], 0
+            ms, ts, reached, m_by_seed = [], [], 0, []
             for r in srs:
                 m = first_reach(r.latencies, threshold)
                 reached += m is not None
+                m_by_seed.append((r.seed, m))
                 ms.append(m if m is not None else 2 * budget)
                 if r.times:
                     total = r.times[-1] if r.times else 0.0
@@ -122,6 +126,7 @@ def task_stats(
                 median_match_m=None
                 if match is None
                 else statistics.median(_reach_or(r.latencies, match, 2 * budget) for r in srs),
+                m_by_seed=tuple(sorted(m_by_seed, key=lambda sm: sm[0])),
             )
     return out
 

@@ -131,7 +131,19 @@ def markdown(
                 else f"{st.median_m:g} / {_fmt(st.median_best * 1e3 if st.median_best else None, '.3f')}"
             )
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    if len(seeds) > 1:
+        lines += ["", "Per task and seed: m of each run, in seed order (never: did not reach the target).", ""]
+        lines.append("| task | " + " | ".join(strategies) + " |")
+        lines.append("|---|" + "---:|" * len(strategies))
+        for t in tasks:
+            cells = ["-" if (s, t) not in stats else _seed_ms(stats[(s, t)]) for s in strategies]
+            lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n", summary, stats
+
+
+def _seed_ms(stats: StrategyTaskStats) -> str:
+    """``s1: 72, s2: never`` for a strategy's runs of one task."""
+    return ", ".join(f"s{seed}: {'never' if m is None else m}" for seed, m in stats.m_by_seed)
 
 
 def plot_curves(runs: list[RunCurve], *, budget: int, path: Path, title: str) -> None:
