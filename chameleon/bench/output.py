@@ -132,7 +132,11 @@ def markdown(
             )
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     if len(seeds) > 1:
-        lines += ["", "Per task and seed: m of each run, in seed order (never: did not reach the target).", ""]
+        lines += [
+            "",
+            "Per task and seed: m of each run, in seed order (never: did not reach the target).",
+            "",
+        ]
         lines.append("| task | " + " | ".join(strategies) + " |")
         lines.append("|---|" + "---:|" * len(strategies))
         for t in tasks:
