@@ -362,6 +362,79 @@ def test_exploit_share_measures_the_top_of_the_plan_late_in_the_budget(dense_sea
     assert chosen[:greedy] == configs[:greedy]
 
 
+def test_stalled_examples():
+    from chameleon.search.chameleon_search import stalled
+
+    inf = math.inf
+    assert not stalled({1: 2.0, 2: 1.0, 3: 1.0}, 0)  # off
+    assert not stalled({1: 2.0, 2: 1.0}, 2)  # not enough measurements yet
+    assert stalled({1: 1.0, 2: 1.5, 3: 0.995}, 2)  # under 1% better
+    assert not stalled({1: 1.0, 2: 1.5, 3: 0.98}, 2)
+    assert not stalled({1: 1.0, 2: 0.98, 3: 1.5}, 2)
+    assert not stalled({1: inf, 2: inf, 3: 1.0}, 1)  # nothing valid before: not a stall
+    assert stalled({1: 1.0, 2: inf, 3: inf}, 2)  # failures do not improve it
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.1, 10.0), min_size=1, max_size=30), st.integers(1, 10))
+def test_stalled_means_the_best_moved_less_than_one_percent(lats, window):
+    from chameleon.search.chameleon_search import stalled
+
+    measured = dict(enumerate(lats))
+    if len(lats) <= window:
+        assert not stalled(measured, window)
+    else:
+        assert stalled(measured, window) == (min(lats) > 0.99 * min(lats[:-window]))
+
+
+def test_stall_scout_measures_the_best_visit_of_the_least_measured_other_sketch(dense_search):
+    """``stall_scout``: once stalled, one of the round's measurements goes to the agent's
+    best-predicted valid unmeasured visit of the least-measured sketch that is not the best's (the
+    next one when it has no visit); nothing when not stalled, off, or in a round of one."""
+    import dataclasses
+    import types
+
+    search, rng = dense_search, np.random.default_rng(7)
+    assert len(search.space.sketches) >= 3
+    configs = list(dict.fromkeys(c for c in (search.space.sample_config(rng) for _ in range(300)) if c))
+    by_sketch = {s: [c for c in configs if c[0] == s] for s in range(3)}
+    assert all(len(v) >= 10 for v in by_sketch.values())
+    # in order: the best (sketch 2) first, then 7 measurements that do not beat it
+    stalled_run = {by_sketch[2][0]: 1e-3} | {c: 2e-3 for c in by_sketch[0][:6] + by_sketch[2][1:2]}
+
+    def scout(visits, measured=stalled_run, *, window=4, budget=2):
+        sids, idx = search.space.as_arrays(visits)
+        rewards = np.random.default_rng(1).random(len(visits))
+        exploration = types.SimpleNamespace(configs=idx, sketch_ids=sids, rewards=rewards)
+        old = search.config
+        search.config, search.measured, search._schedules = (
+            dataclasses.replace(old, stall_scout=window),
+            measured,
+            {},
+        )
+        try:
+            found = search._stall_scout(exploration, budget)
+            return [c for c, _ in found], dict(zip(visits, rewards, strict=True))
+        finally:
+            search.config, search.measured = old, {}
+
+    def best_valid(rewards, sketch):
+        ranked = sorted(
+            (c for c in rewards if c[0] == sketch and c not in stalled_run), key=lambda c: -rewards[c]
+        )
+        return next(c for c in ranked if search._materialize(c, {}) is not None)
+
+    visits = by_sketch[1][:5] + by_sketch[2][2:9] + by_sketch[0][6:10]
+    chosen, rewards = scout(visits)  # sketch 1: never measured
+    assert chosen == [best_valid(rewards, 1)]
+    chosen, rewards = scout(by_sketch[2][2:9] + by_sketch[0][6:10])  # no visit of 1; 2 is the best's
+    assert chosen == [best_valid(rewards, 0)] and chosen[0] not in stalled_run
+    assert scout(visits, window=0)[0] == [] and scout(visits, budget=1)[0] == []
+    improving = {by_sketch[0][0]: 2e-3} | {c: 1e-3 for c in by_sketch[0][1:4]}
+    assert scout(visits, improving, window=3)[0] == []
+    assert scout(by_sketch[2][2:9])[0] == []  # only the best's sketch visited
+
+
 def test_a_used_up_space_ends_the_round_without_drawing_on(monkeypatch):
     """A reshape has one configuration: the first round proposes it, the next proposes nothing,
     and neither replays the sketch more than a few batches' worth (an earlier version drew
