@@ -106,7 +106,6 @@ def test_agent_rounds_measure_one_configuration_per_farm_device(
         ("chameleon:adaptive_sampling=maybe", "bad value 'maybe'"),
         ("chameleon:representative=worst", "representative must be"),
         ("chameleon:search_threads=-1", "search_threads must be 0"),
-        ("chameleon:stall_scout=-4", "stall_scout must be 0"),
         ("chameleon:plan_size", "write name:field=value"),
         ("chameleon:ppo=1", "cannot be set"),
         ("evolutionary:population=8", "takes no settings"),

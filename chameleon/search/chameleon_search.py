@@ -91,12 +91,6 @@ class ChameleonConfig:
     wall-clock time of rounds of 4. A round's candidates are measured in parallel on a farm:
     with more devices for the key than this, a round measures one configuration per device, so
     none waits (unless the spec sets it, ``--strategy chameleon:agent_round=N``)."""
-    stall_scout: int = 0
-    """Exploration when a run stalls: once the last this-many measurements of the task improved its
-    best by less than 1%, one measurement of each agent round of 2 or more goes to the agent's
-    best-predicted valid unmeasured visit of the least-measured sketch (design space) other than
-    the best's, until the best improves. Runs that miss the target spend most of their
-    measurements on one sketch and stop improving for 50-90 measurements. 0: off."""
     search_threads: int = 0
     """Threads that replay and post-process configurations (the shortlist's, the sampler's);
     0: the tune context's (``num_threads``: the physical cores, as MetaSchedule's own search).
@@ -127,10 +121,6 @@ class ChameleonConfig:
         if self.agent_round < 0:
             raise UsageError(
                 f"agent_round must be 0 (the tuner's round size) or more, not {self.agent_round}"
-            )
-        if self.stall_scout < 0:
-            raise UsageError(
-                f"stall_scout must be 0 (off) or a number of measurements, not {self.stall_scout}"
             )
         if not 0.0 <= self.exploit_share <= 1.0:
             raise UsageError(f"exploit_share must be in [0, 1], not {self.exploit_share}")
@@ -474,36 +464,11 @@ class ChameleonSearch(PySearchStrategy):
             reward_fn=reward_fn,
         )
         self.agent.update(exploration)
-        scout = self._stall_scout(exploration, budget)
         plan_ids, plan_idx, scores = self._plan(
             exploration.configs, exploration.sketch_ids, exploration.rewards
         )
         plan_ids, plan_idx, scores = self._rerank(plan_ids, plan_idx, scores)
-        if scout:
-            (sid, row), _ = scout[0]
-            keep = ~((plan_ids == sid) & (plan_idx[:, : len(row)] == row).all(axis=1))
-            plan_ids, plan_idx, scores = plan_ids[keep], plan_idx[keep], scores[keep]
-        return scout + self._choose(plan_ids, plan_idx, scores, budget - len(scout))
-
-    def _stall_scout(self, exploration, budget: int) -> list[tuple[Config, object]]:
-        """When the run has stalled (``stall_scout``), one measurement for another sketch: the
-        agent's best-predicted valid unmeasured visit of the least-measured sketch that is not the
-        best's, the next such sketch when it has none; [] when not stalled or none is found."""
-        if budget < 2 or len(self.space.sketches) < 2 or not stalled(self.measured, self.config.stall_scout):
-            return []
-        best = min(self.measured, key=self.measured.__getitem__)
-        counts = np.bincount([c[0] for c in self.measured], minlength=len(self.space.sketches))
-        for s in np.argsort(counts, kind="stable"):
-            mask = exploration.sketch_ids == s
-            if s == best[0] or not mask.any():
-                continue
-            ids, idx, _ = self._plan(
-                exploration.configs[mask], exploration.sketch_ids[mask], exploration.rewards[mask]
-            )
-            configs = [self._config(sid, row) for sid, row in zip(ids, idx, strict=True)]
-            if found := self._first_valid(configs, 1, cache=self._schedules):
-                return found
-        return []
+        return self._choose(plan_ids, plan_idx, scores, budget)
 
     def _choose(self, plan_ids, plan_idx, scores, budget: int) -> list[tuple[Config, object]]:
         """The round's measurements from the ranked plan: its top share (``exploit_share``),
@@ -677,16 +642,6 @@ def chameleon_no_as(options: StrategyOptions) -> SearchSetup:
 )
 def chameleon_no_bp(options: StrategyOptions) -> SearchSetup:
     return _setup(options, ChameleonConfig(), blueprint=False)
-
-
-def stalled(measured: dict, window: int, gain: float = 0.01) -> bool:
-    """Whether the last ``window`` of the measurements (in order; inf: failed) improved the best of
-    those before them by less than ``gain``; False while ``window`` is 0 or not enough were made."""
-    lats = list(measured.values())
-    if window <= 0 or len(lats) <= window:
-        return False
-    before = min(lats[:-window])
-    return math.isfinite(before) and min(lats[-window:]) > before * (1 - gain)
 
 
 def _percentile_ranks(values: np.ndarray) -> np.ndarray:
