@@ -119,30 +119,31 @@ def markdown(
     lines += ["", "Per task: median m (measurements to target) and median best latency (ms).", ""]
     strategies = [s.strategy for s in summary]
     tasks = sorted({t for _, t in stats})
-    lines.append("| task | " + " | ".join(strategies) + " |")
-    lines.append("|---|" + "---:|" * len(strategies))
-    for t in tasks:
-        cells = []
-        for s in strategies:
-            st = stats.get((s, t))
-            cells.append(
-                "-"
-                if st is None
-                else f"{st.median_m:g} / {_fmt(st.median_best * 1e3 if st.median_best else None, '.3f')}"
-            )
-        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    lines += _task_table(tasks, strategies, stats, _median_cell)
     if len(seeds) > 1:
         lines += [
             "",
             "Per task and seed: m of each run, in seed order (never: did not reach the target).",
             "",
         ]
-        lines.append("| task | " + " | ".join(strategies) + " |")
-        lines.append("|---|" + "---:|" * len(strategies))
-        for t in tasks:
-            cells = ["-" if (s, t) not in stats else _seed_ms(stats[(s, t)]) for s in strategies]
-            lines.append(f"| {t} | " + " | ".join(cells) + " |")
+        lines += _task_table(tasks, strategies, stats, _seed_ms)
     return "\n".join(lines) + "\n", summary, stats
+
+
+def _task_table(tasks, strategies, stats, cell) -> list[str]:
+    """A markdown table with a row per task and a column per strategy; ``cell`` writes a strategy's
+    stats on the task ("-" where it has none)."""
+    rows = ["| task | " + " | ".join(strategies) + " |", "|---|" + "---:|" * len(strategies)]
+    for t in tasks:
+        cells = ["-" if (s, t) not in stats else cell(stats[(s, t)]) for s in strategies]
+        rows.append(f"| {t} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _median_cell(stats: StrategyTaskStats) -> str:
+    """``72 / 2.878``: median m and median best latency (ms)."""
+    best = stats.median_best * 1e3 if stats.median_best else None
+    return f"{stats.median_m:g} / {_fmt(best, '.3f')}"
 
 
 def _seed_ms(stats: StrategyTaskStats) -> str:
