@@ -15,6 +15,7 @@ from chameleon.bench.metrics import RunCurve, machine_label, mixed_machines, str
 from chameleon.bench.online import PRESETS, distinct_conv_tasks, list_tasks, run_online
 from chameleon.bench.output import read_curves, write_all
 from chameleon.hardware.targets import resolve_target
+from chameleon.tuning.measure import PASS_SPACING_S
 
 RESULTS = Path("experiments/results")
 DEFAULT_STRATEGIES = [
@@ -95,6 +96,13 @@ def main() -> None:
         metavar="F",
         help="passes after the first time only candidates within F x their task's fastest so far (inf: all)",
     )
+    parser.add_argument(
+        "--pass-spacing",
+        type=float,
+        default=PASS_SPACING_S,
+        metavar="S",
+        help="least seconds from one timing pass's start to the next's (a round of few candidates waits out the rest)",
+    )
     parser.add_argument("--baseline", default="evolutionary", help="the strategy ratios are taken against")
     parser.add_argument(
         "--confirm",
@@ -144,6 +152,7 @@ def main() -> None:
         leave_task_out=args.leave_task_out,
         measure_passes=args.measure_passes,
         pass_margin=args.pass_margin,
+        pass_spacing_s=args.pass_spacing,
         done=frozenset((c.strategy, c.task, c.seed) for c in earlier),
         on_run=lambda c: print(
             f"  {c.strategy:16s} seed {c.seed} {c.task[:50]:50s} best {1e3 * (c.best or float('nan')):.4f} ms "

@@ -11,7 +11,9 @@ luck, whatever the search.
 ``--passes 1,3,5`` adds what interleaved timing passes (``chameleon tune --measure-passes``) would
 have recorded: consecutive interleaved rounds grouped K at a time, each group keeping its fastest,
 and the same spread taken over the groups. ``--series N`` also times the fastest configuration N
-times back to back and plots the times against the clock (how long a level of the host's load lasts).
+times back to back and plots the times against the clock (how long a level of the host's load lasts),
+and tells from that series what 5 passes would record at each spacing of their starts (the benchmark's
+``--pass-spacing``: the wait that rounds of few candidates pay).
 Writes experiments/results/noise-<out>.{csv,md} (and noise-<out>-series.{csv,png}).
 """
 
@@ -97,7 +99,49 @@ def passes_table(series: dict[str, list[float]], passes: list[int]) -> list[str]
     return lines
 
 
-def time_series(dataset_path: Path, task_part: str, n: int, out: str) -> str:
+SPACINGS_S = (0.0, 0.25, 0.5, 1.0)
+
+
+def fastest_spaced(points: list[tuple[float, float]], k: int, spacing_s: float) -> list[float]:
+    """From a series of ``(t_s, time)``: for every start, the fastest of ``k`` times taken at least
+    ``spacing_s`` apart (the first at or after the one before plus the spacing), as ``k`` timing
+    passes that start ``spacing_s`` apart would record; starts too late for ``k`` times are left out."""
+    out = []
+    for i in range(len(points)):
+        picked, due = [], points[i][0]
+        for t, value in points[i:]:
+            if t >= due:
+                picked.append(value)
+                due = t + spacing_s
+                if len(picked) == k:
+                    out.append(min(picked))
+                    break
+    return out
+
+
+def spacing_table(points: list[tuple[float, float]], k: int = 5) -> list[str]:
+    """What ``k`` passes record at each spacing of their starts (``--pass-spacing``), from one series."""
+    floor = min(v for _, v in points)
+    lines = [
+        "",
+        f"What {k} timing passes starting S seconds apart would record, from the series (every start;"
+        " the fastest of its passes over the series' min):",
+        "",
+        "| spacing S | starts | median | 90th percentile | within 5% of the min |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for spacing in SPACINGS_S:
+        ratios = sorted(v / floor for v in fastest_spaced(points, k, spacing))
+        if ratios:
+            p90 = ratios[int(0.9 * (len(ratios) - 1))]
+            within = sum(r <= BAND for r in ratios) / len(ratios)
+            lines.append(
+                f"| {spacing:g} s | {len(ratios)} | {statistics.median(ratios):.3f} | {p90:.3f} | {within:.0%} |"
+            )
+    return lines
+
+
+def time_series(dataset_path: Path, task_part: str, n: int, out: str) -> list[str]:
     """Times the fastest recorded configuration ``n`` times back to back; writes the series."""
     import time
 
@@ -132,11 +176,12 @@ def time_series(dataset_path: Path, task_part: str, n: int, out: str) -> str:
     fig.savefig(RESULTS / f"noise-{out}-series.png", dpi=120)
     times = [p[1] for p in points]
     ratio, within = spread(times)
-    return (
+    return [
         f"The fastest configuration timed {len(points)} times back to back over {points[-1][0]:.0f} s"
         f" (`noise-{out}-series.png`): min {min(times):.3f} ms, median {statistics.median(times):.3f},"
-        f" max {max(times):.3f} (max/min {ratio:.2f}; {within:.0%} of the times within 5% of the min)."
-    )
+        f" max {max(times):.3f} (max/min {ratio:.2f}; {within:.0%} of the times within 5% of the min).",
+        *spacing_table(points),
+    ]
 
 
 def write(rows: list[dict], out: str, *, dataset: Path, rounds: int, extra: list[str]) -> None:
@@ -193,7 +238,7 @@ def main() -> None:
         raise SystemExit("error: no configuration could be built and timed; see the log above")
     extra = passes_table(series, passes) if passes else []
     if args.series:
-        extra += ["", time_series(args.dataset, args.task, args.series, args.out)]
+        extra += ["", *time_series(args.dataset, args.task, args.series, args.out)]
     write(rows, args.out, dataset=args.dataset, rounds=args.rounds, extra=extra)
 
 

@@ -176,6 +176,9 @@ def test_one_pass_is_the_plain_runner_and_fewer_is_refused() -> None:
         make_runner(spec, MeasureConfig(passes=0))
     with pytest.raises(UsageError, match="margin must be at least 1"):
         make_runner(spec, MeasureConfig(passes=3, pass_margin=0.5))
+    with pytest.raises(UsageError, match="spacing must be 0 s or more"):
+        make_runner(spec, MeasureConfig(passes=3, pass_spacing_s=-1.0))
+    assert make_runner(spec, MeasureConfig(passes=3, pass_spacing_s=0.25)).spacing_s == 0.25
 
 
 def _run_file(log_dir: Path, measures: list[dict]) -> Path:
@@ -202,6 +205,35 @@ def test_a_benchmark_run_directory_keeps_one_way_of_measuring(tmp_path: Path) ->
     mixed = _run_file(tmp_path / "mixed", [{"passes": 5, "pass_margin": 2.0}, {"passes": 1}])
     with pytest.raises(UsageError, match="1 timing pass and 5 timing passes"):
         check_passes(mixed, five)
+    spaced = _run_file(tmp_path / "spaced", [{"passes": 5, "pass_margin": 2.0, "pass_spacing_s": 1.0}])
+    check_passes(spaced, five)  # 1 s: the spacing of runs from before it was an option
+    closer = MeasureConfig(passes=5, pass_spacing_s=0.25)
+    with pytest.raises(UsageError, match=r"margin 2.0\), not 5 timing passes \(margin 2.0, 0.25 s apart\)"):
+        check_passes(spaced, closer)
+    check_passes(
+        _run_file(tmp_path / "close", [{"passes": 5, "pass_margin": 2.0, "pass_spacing_s": 0.25}]), closer
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=30),
+    st.sampled_from([0.03125, 0.0625, 0.125, 0.25, 0.5]),  # exact in binary: no rounding at the spacing
+    st.integers(1, 6),
+    st.sampled_from([0.0, 0.25, 1.0]),
+)
+def test_the_noise_study_spaces_passes_as_the_runner_would(
+    times: list[float], step: float, k: int, spacing: float
+) -> None:
+    from experiments.noise import fastest_spaced
+
+    points = [(i * step, v) for i, v in enumerate(times)]
+    got = fastest_spaced(points, k, spacing)
+    every = max(1, math.ceil(spacing / step - 1e-9))  # samples from one pass's start to the next's
+    want = [min(times[i : i + k * every : every]) for i in range(len(times) - (k - 1) * every)]
+    assert got == pytest.approx(want)
+    if spacing == 0.0:
+        assert len(got) == max(0, len(times) - k + 1)
 
 
 @settings(max_examples=60, deadline=None)

@@ -17,7 +17,7 @@ from chameleon.bench.metrics import RunCurve, machine_label, strategy_variants
 from chameleon.errors import UsageError
 from chameleon.logs.metadata import read_run_file
 from chameleon.logs.timeline import read_timeline
-from chameleon.tuning.measure import MeasureConfig
+from chameleon.tuning.measure import PASS_SPACING_S, MeasureConfig
 from chameleon.tuning.tune import TuneConfig, tune
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def run_online(
     leave_task_out: bool = False,
     measure_passes: int = 1,
     pass_margin: float = 2.0,
+    pass_spacing_s: float = PASS_SPACING_S,
     done: frozenset[tuple[str, str, int]] = frozenset(),
 ) -> list[RunCurve]:
     """Tune every (task, seed, strategy); with ``measure=False`` only collect the runs already on
@@ -113,15 +114,17 @@ def run_online(
     other tasks only, as if the layer had never been seen. Meant for benchmark run directories
     (one task each); a network's log that tuned the task is skipped whole.
 
-    ``measure_passes``, ``pass_margin``: interleaved timing passes per round and the racing margin
-    of the later ones (``tuning.passes``); a run directory measured otherwise is refused, so a
-    benchmark never mixes two ways of measuring.
+    ``measure_passes``, ``pass_margin``, ``pass_spacing_s``: interleaved timing passes per round,
+    the racing margin of the later ones and the least time between their starts (``tuning.passes``);
+    a run directory measured otherwise is refused, so a benchmark never mixes two ways of measuring.
 
     ``done``: ``(label, task, seed)`` of runs the caller already has (an earlier benchmark's CSV),
     neither run nor collected.
     """
     curves = []
-    measure_config = MeasureConfig(passes=measure_passes, pass_margin=pass_margin)
+    measure_config = MeasureConfig(
+        passes=measure_passes, pass_margin=pass_margin, pass_spacing_s=pass_spacing_s
+    )
     tuned = {w: tuned_tasks(w) if leave_task_out else set() for w in warm_start}  # read each run.json once
     # Seed-major: a benchmark stopped early still covers every task and strategy with its first seeds.
     for seed in seeds:
@@ -166,9 +169,9 @@ def run_online(
 
 
 def check_passes(log_dir: Path, measure: MeasureConfig) -> None:
-    """Refuse a run directory whose runs were timed another way: another number of passes, or
-    another racing margin (runs from before passes existed used 1 pass; before racing, every
-    candidate took every pass)."""
+    """Refuse a run directory whose runs were timed another way: another number of passes, another
+    racing margin or another spacing of the passes (runs from before passes existed used 1 pass;
+    before racing, every candidate took every pass; before the spacing was an option, 1 s)."""
     if not (log_dir / "run.json").exists():
         return
     used = {_passes_label(r.get("config", {}).get("measure", {})) for r in read_run_file(log_dir)["runs"]}
@@ -176,7 +179,7 @@ def check_passes(log_dir: Path, measure: MeasureConfig) -> None:
     if used != {wanted}:
         raise UsageError(
             f"{log_dir} was measured with {' and '.join(sorted(used))}, not {wanted}: "
-            "pass the same --measure-passes/--pass-margin or another --runs directory"
+            "pass the same --measure-passes/--pass-margin/--pass-spacing or another --runs directory"
         )
 
 
@@ -184,7 +187,9 @@ def _passes_label(measure: dict) -> str:
     passes = measure.get("passes", 1)
     if passes == 1:
         return "1 timing pass"
-    return f"{passes} timing passes (margin {measure.get('pass_margin', float('inf'))})"
+    label = f"{passes} timing passes (margin {measure.get('pass_margin', float('inf'))}"
+    spacing = measure.get("pass_spacing_s", PASS_SPACING_S)
+    return label + (")" if spacing == PASS_SPACING_S else f", {spacing:g} s apart)")
 
 
 def tuned_tasks(log: str) -> set[str]:

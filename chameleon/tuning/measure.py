@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from chameleon.errors import UsageError
 from chameleon.hardware.targets import TargetSpec
 
+PASS_SPACING_S = 1.0
+"""Least time from one timing pass's start to the next's: the host's load levels last up to ~1 s."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class MeasureConfig:
@@ -24,6 +27,9 @@ class MeasureConfig:
     pass_margin: float = 2.0
     """Passes after the first time only candidates within this factor of their task's fastest
     time so far (inf: every candidate, every pass)."""
+    pass_spacing_s: float = PASS_SPACING_S
+    """Least time from one pass's start to the next's; a round whose pass takes less waits out the
+    rest, so rounds of few candidates pay up to this much per pass."""
     build_timeout_s: float = 30.0
     run_timeout_s: float = 30.0
     tracker: str | None = None
@@ -52,12 +58,14 @@ def make_runner(spec: TargetSpec, config: MeasureConfig):
         raise UsageError(f"--measure-passes must be at least 1, not {config.passes}")
     if not config.pass_margin >= 1:
         raise UsageError(f"the pass margin must be at least 1, not {config.pass_margin}")
+    if not config.pass_spacing_s >= 0:
+        raise UsageError(f"the pass spacing must be 0 s or more, not {config.pass_spacing_s}")
     runner = _single_pass_runner(spec, config)
     if config.passes == 1:
         return runner
     from chameleon.tuning.passes import FastestOfPasses
 
-    return FastestOfPasses(runner, config.passes, config.pass_margin)
+    return FastestOfPasses(runner, config.passes, config.pass_margin, config.pass_spacing_s)
 
 
 def _single_pass_runner(spec: TargetSpec, config: MeasureConfig):

@@ -34,9 +34,7 @@ from tvm.s_tir.meta_schedule.runner import PyRunner, RunnerFuture, RunnerInput
 from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
 
 from chameleon.logs.timeline import mean_latency
-
-PASS_SPACING_S = 1.0
-"""Least time from one pass's start to the next's: the host's load levels last up to ~1 s."""
+from chameleon.tuning.measure import PASS_SPACING_S
 
 
 def _task_key(runner_input: RunnerInput) -> str:
