@@ -54,27 +54,14 @@ def main() -> None:
 
 
 def _task(name: str, chameleon_dir: Path, evolutionary_dir: Path, afters: list[int]):
-    import tvm
-    from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.cost_model import XGBModel
     from tvm.s_tir.meta_schedule.runner import RunnerResult
 
     from chameleon.cost_model.knob_model import KnobCostModel
-    from chameleon.logs.database import open_database
-    from chameleon.logs.metadata import read_run_file
-    from chameleon.space.space import KnobSpace, to_measure_candidate
+    from chameleon.space.space import to_measure_candidate
+    from experiments.run_sketches import run_space
 
-    records = open_database(chameleon_dir).get_all_tuning_records()
-    ctx = ms.TuneContext(
-        mod=records[0].workload.mod,
-        target=tvm.target.Target(read_run_file(chameleon_dir)["target_json"]),
-        space_generator="post-order-apply",
-        search_strategy="evolutionary",
-        num_threads=1,
-    )
-    space = KnobSpace.from_design_spaces(
-        mod=ctx.mod, design_spaces=list(ctx.generate_design_space()), postprocs=ctx.space_generator.postprocs
-    )
+    ctx, space, _ = run_space(chameleon_dir)
     candidates: dict = {}
 
     def candidate(config):

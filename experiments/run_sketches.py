@@ -14,14 +14,34 @@ import sys
 from pathlib import Path
 
 
-def main(paths: list[str]) -> None:
+def run_space(run_dir: Path):
+    """``(tune context, knob space, tuning records)`` of a benchmark run directory's task (one task
+    a run). Needs :func:`import_tensor_intrinsics` first."""
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
     from chameleon.logs.database import open_database
     from chameleon.logs.metadata import read_run_file
-    from chameleon.logs.timeline import read_timeline
     from chameleon.space.space import KnobSpace
+
+    records = open_database(run_dir).get_all_tuning_records()
+    ctx = ms.TuneContext(
+        mod=records[0].workload.mod,
+        target=tvm.target.Target(read_run_file(run_dir)["target_json"]),
+        space_generator="post-order-apply",
+        search_strategy="evolutionary",
+        num_threads=1,
+    )
+    space = KnobSpace.from_design_spaces(
+        mod=ctx.mod,
+        design_spaces=list(ctx.generate_design_space()),
+        postprocs=ctx.space_generator.postprocs,
+    )
+    return ctx, space, records
+
+
+def main(paths: list[str]) -> None:
+    from chameleon.logs.timeline import read_timeline
     from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
     from chameleon.tvm_glue.keys import trace_key
 
@@ -32,18 +52,7 @@ def main(paths: list[str]) -> None:
         timeline = read_timeline(run_dir)
         if not timeline:
             raise SystemExit(f"{run_dir}: no timeline; name a run directory that experiments/bench.py wrote")
-        records = open_database(run_dir).get_all_tuning_records()
-        ctx = ms.TuneContext(
-            mod=records[0].workload.mod,
-            target=tvm.target.Target(read_run_file(run_dir)["target_json"]),
-            space_generator="post-order-apply",
-            search_strategy="evolutionary",
-        )
-        space = KnobSpace.from_design_spaces(
-            mod=ctx.mod,
-            design_spaces=list(ctx.generate_design_space()),
-            postprocs=ctx.space_generator.postprocs,
-        )
+        _, space, records = run_space(run_dir)
         sketch = {}
         for rec in records:
             config = space.decode_trace_fast(rec.trace)
