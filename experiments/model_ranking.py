@@ -58,10 +58,12 @@ def _task(name: str, chameleon_dir: Path, evolutionary_dir: Path, afters: list[i
     from tvm.s_tir.meta_schedule.runner import RunnerResult
 
     from chameleon.cost_model.knob_model import KnobCostModel
+    from chameleon.logs.database import open_database
+    from chameleon.search.chameleon_search import _percentile_ranks
     from chameleon.space.space import to_measure_candidate
     from experiments.run_sketches import run_space
 
-    ctx, space, _ = run_space(chameleon_dir)
+    ctx, space, records = run_space(chameleon_dir)
     candidates: dict = {}
 
     def candidate(config):
@@ -70,8 +72,11 @@ def _task(name: str, chameleon_dir: Path, evolutionary_dir: Path, afters: list[i
             candidates[config] = None if sch is None else to_measure_candidate(sch)
         return candidates[config]
 
-    ours = [m for m in _measured(chameleon_dir, space) if candidate(m[0]) is not None]
-    theirs = [m for m in _measured(evolutionary_dir, space) if candidate(m[0]) is not None]
+    ours = [m for m in _measured(chameleon_dir, space, records) if candidate(m[0]) is not None]
+    evolutionary_records = open_database(evolutionary_dir).get_all_tuning_records()
+    theirs = [
+        m for m in _measured(evolutionary_dir, space, evolutionary_records) if candidate(m[0]) is not None
+    ]
     short = name.split("_")[1]
     for n in afters:
         train = ours[:n]
@@ -94,8 +99,8 @@ def _task(name: str, chameleon_dir: Path, evolutionary_dir: Path, afters: list[i
             configs, lats = [c for c, _ in test], np.array([lat for _, lat in test])
             k = np.asarray(knob.predict(space.features(configs)), dtype=float)
             p = np.asarray(program.predict(ctx, [candidate(c) for c in configs]), dtype=float)
-            for scorer, w in BLENDS.items():
-                rho, top5 = _metrics((1 - w) * _ranks(k) + w * _ranks(p), lats)
+            for scorer, w in BLENDS.items():  # the search's blend (ChameleonSearch._rerank)
+                rho, top5 = _metrics((1 - w) * _percentile_ranks(k) + w * _percentile_ranks(p), lats)
                 print(
                     f"{short:9s} after {n:3d}  {test_name:15s} {scorer:9s} Spearman {rho:+.2f}  top-5 {top5:.3f}",
                     flush=True,
@@ -103,25 +108,17 @@ def _task(name: str, chameleon_dir: Path, evolutionary_dir: Path, afters: list[i
                 yield (n, test_name, scorer), (rho, top5)
 
 
-def _measured(run_dir: Path, space) -> list[tuple]:
+def _measured(run_dir: Path, space, records) -> list[tuple]:
     """(configuration, latency; inf: failed) of a run's measurements in order; undecodable ones skipped."""
-    from chameleon.logs.database import open_database
     from chameleon.logs.timeline import read_timeline
-    from chameleon.tvm_glue.keys import trace_key
+    from experiments.run_sketches import run_configs
 
-    traces = {trace_key(r.trace): r.trace for r in open_database(run_dir).get_all_tuning_records()}
-    out = []
-    for m in read_timeline(run_dir):
-        config = space.decode_trace_fast(traces[m.key]) if m.key in traces else None
-        if config is not None:
-            out.append((config, m.latency_s if m.ok else math.inf))
-    return out
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return (rankdata(values) - 1) / max(len(values) - 1, 1)
+    configs = run_configs(space, records)
+    return [
+        (configs[m.key], m.latency_s if m.ok else math.inf)
+        for m in read_timeline(run_dir)
+        if configs.get(m.key) is not None
+    ]
 
 
 def _metrics(scores: np.ndarray, lats: np.ndarray) -> tuple[float, float]:

@@ -40,10 +40,17 @@ def run_space(run_dir: Path):
     return ctx, space, records
 
 
+def run_configs(space, records) -> dict:
+    """Each record's configuration in ``space`` by its trace key (the timeline's ``key``); None where
+    the trace does not decode."""
+    from chameleon.tvm_glue.keys import trace_key
+
+    return {trace_key(rec.trace): space.decode_trace_fast(rec.trace) for rec in records}
+
+
 def main(paths: list[str]) -> None:
     from chameleon.logs.timeline import read_timeline
     from chameleon.tvm_glue.intrinsics import import_tensor_intrinsics
-    from chameleon.tvm_glue.keys import trace_key
 
     if not paths:
         raise SystemExit(__doc__)
@@ -53,10 +60,7 @@ def main(paths: list[str]) -> None:
         if not timeline:
             raise SystemExit(f"{run_dir}: no timeline; name a run directory that experiments/bench.py wrote")
         _, space, records = run_space(run_dir)
-        sketch = {}
-        for rec in records:
-            config = space.decode_trace_fast(rec.trace)
-            sketch[trace_key(rec.trace)] = "?" if config is None else str(config[0])
+        sketch = {key: "?" if c is None else str(c[0]) for key, c in run_configs(space, records).items()}
         order = [sketch.get(m.key, "?") for m in timeline]
         best = min((m for m in timeline if m.ok), key=lambda m: m.latency_s)
         print(
