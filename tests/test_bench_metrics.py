@@ -12,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chameleon.bench.metrics import RunCurve, first_reach, median_curve, summarize, task_stats
+from chameleon.bench.metrics import (
+    RunCurve,
+    best_ratios_at,
+    budget_points,
+    first_reach,
+    median_curve,
+    summarize,
+    task_stats,
+)
 from chameleon.bench.output import markdown, write_all
 
 B = 10
@@ -176,6 +184,41 @@ def test_ratio_of_a_strategy_against_itself_is_one(seeds, other_task) -> None:
     assert set(summary) in (set(), {"base", "copy"})  # empty when no run measured anything
     if summary:
         assert summary["copy"].reached == summary["base"].reached
+
+
+# --------------------------------------------------------------------------- best so far at n
+def test_budget_points_are_powers_of_two_from_four_then_the_budget() -> None:
+    assert budget_points(128) == [4, 8, 16, 32, 64, 128]
+    assert budget_points(100) == [4, 8, 16, 32, 64, 100]
+    assert budget_points(4) == [4] and budget_points(2) == [2]
+
+
+def test_best_ratios_at_compares_median_curves_per_task() -> None:
+    runs = [
+        # t1: base's best so far 4, 4, 2, 2 (one seed); fast's median over two seeds 2, 1, 1, 1
+        run("base", 0, [4.0, 5.0, 2.0, 3.0], task="t1"),
+        run("fast", 0, [2.0, 1.0], task="t1"),
+        run("fast", 1, [3.0, 1.0], task="t1"),
+        # t2: fast has nothing valid before its second measurement, then it is behind
+        run("base", 0, [1.0, 1.0], task="t2"),
+        run("fast", 0, [None, 3.0], task="t2"),
+        # t3: only fast ran it: not compared
+        run("fast", 0, [0.1], task="t3"),
+    ]
+    ratios = best_ratios_at(runs, budget=4, baseline="base", points=[1, 2, 4])
+    assert set(ratios) == {"fast"}
+    at = {r.n: r for r in ratios["fast"]}
+    assert (at[1].median_ratio, at[1].ahead, at[1].tasks) == (2.5 / 4, 1, 1)
+    assert at[2].median_ratio == pytest.approx((1 / 4 + 3 / 1) / 2) and (at[2].ahead, at[2].tasks) == (1, 2)
+    assert at[4].median_ratio == pytest.approx((1 / 2 + 3 / 1) / 2)
+
+
+@settings(max_examples=40)
+@given(curves)
+def test_best_ratio_of_a_strategy_against_itself_is_one(seeds) -> None:
+    runs = [run(name, s, lats) for name in ("base", "copy") for s, lats in enumerate(seeds)]
+    for r in best_ratios_at(runs, budget=B, baseline="base", points=budget_points(B)).get("copy", []):
+        assert r.median_ratio == 1.0 and r.ahead == 0 and r.tasks == 1
 
 
 # --------------------------------------------------------------------------- median_curve
@@ -372,6 +415,8 @@ def test_markdown_reports_the_same_numbers_as_summarize() -> None:
     text, summary, stats = markdown(runs, budget=B, baseline="base", title="t")
     assert [s.strategy for s in summary] == ["base", "x"]
     assert "| x | 2.00 |" in text
+    later, _, _ = markdown([run("base", 0, [2.0] * 5 + [1.0]), runs[1]], budget=B, baseline="base", title="t")
+    assert "| x | 0.500 (1/1) | 1.000 (0/1) | 1.000 (0/1) |" in later  # best so far at n = 4, 8, 10
     assert stats[("x", "t")].median_m == 1
 
 

@@ -208,6 +208,59 @@ def median_curve(runs: list[RunCurve], budget: int) -> list[float]:
     return out
 
 
+def budget_points(budget: int) -> list[int]:
+    """The measurement counts a curve is read at: powers of two from 4 below the budget, then the budget."""
+    points, n = [], 4
+    while n < budget:
+        points.append(n)
+        n *= 2
+    return [*points, budget]
+
+
+@dataclass(frozen=True)
+class BestRatioAt:
+    """A strategy's best latency so far against the baseline's after ``n`` measurements."""
+
+    n: int
+    median_ratio: float
+    """Median over tasks of median best-so-far (strategy) / median best-so-far (baseline), medians
+    over seeds: < 1 is faster code found by then."""
+    ahead: int
+    """Tasks where the strategy's median best-so-far is lower than the baseline's."""
+    tasks: int
+    """Tasks where both had a valid measurement by then."""
+
+
+def best_ratios_at(
+    runs: list[RunCurve], *, budget: int, baseline: str, points: list[int]
+) -> dict[str, list[BestRatioAt]]:
+    """Per strategy other than the baseline, its :class:`BestRatioAt` at each of ``points``: the
+    curves compared at fixed budgets, which the measurement ratio (one target per task) does not show."""
+    groups: dict[tuple[str, str], list[RunCurve]] = defaultdict(list)
+    for r in runs:
+        groups[(r.strategy, r.task)].append(r)
+    curves = {key: median_curve(rs, budget) for key, rs in groups.items()}
+    out: dict[str, list[BestRatioAt]] = {}
+    for strategy in sorted({s for s, _ in groups} - {baseline}):
+        rows = []
+        for n in points:
+            ratios = []
+            for (s, task), curve in curves.items():
+                base = curves.get((baseline, task))
+                if s != strategy or base is None:
+                    continue
+                mine, theirs = curve[n - 1], base[n - 1]
+                if not (math.isnan(mine) or math.isnan(theirs)):
+                    ratios.append(mine / theirs)
+            if ratios:
+                rows.append(
+                    BestRatioAt(n, statistics.median(ratios), sum(r < 1 for r in ratios), len(ratios))
+                )
+        if rows:
+            out[strategy] = rows
+    return out
+
+
 def strategy_variants(
     strategies: list[str], warm_start: tuple[str, ...] = ()
 ) -> list[tuple[str, str, tuple[str, ...]]]:

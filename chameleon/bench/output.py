@@ -11,6 +11,8 @@ from chameleon.bench.metrics import (
     RunCurve,
     StrategySummary,
     StrategyTaskStats,
+    best_ratios_at,
+    budget_points,
     median_curve,
     summarize,
     task_stats,
@@ -116,6 +118,7 @@ def markdown(
             f"{_fmt(s.final_latency_ratio, '.3f')} | {s.reached}/{s.runs} | {_fmt(s.search_s_per_round)} | "
             f"{_fmt(s.match_ratio)} |"
         )
+    lines += _best_at_table(runs, budget=budget, baseline=baseline)
     lines += ["", "Per task: median m (measurements to target) and median best latency (ms).", ""]
     strategies = [s.strategy for s in summary]
     tasks = sorted({t for _, t in stats})
@@ -128,6 +131,26 @@ def markdown(
         ]
         lines += _task_table(tasks, strategies, stats, _seed_ms)
     return "\n".join(lines) + "\n", summary, stats
+
+
+def _best_at_table(runs: list[RunCurve], *, budget: int, baseline: str) -> list[str]:
+    """Each strategy's best latency so far against the baseline's at a few budgets (none: [])."""
+    points = budget_points(budget)
+    ratios = best_ratios_at(runs, budget=budget, baseline=baseline, points=points)
+    if not ratios:
+        return []
+    lines = [
+        "",
+        f"Best latency so far after n measurements, strategy / `{baseline}` (median over tasks of the "
+        "median over seeds; in brackets, the tasks where the strategy is ahead):",
+        "",
+        "| strategy | " + " | ".join(f"n = {n}" for n in points) + " |",
+        "|---|" + "---:|" * len(points),
+    ]
+    for strategy, rows in ratios.items():
+        cells = {r.n: f"{r.median_ratio:.3f} ({r.ahead}/{r.tasks})" for r in rows}
+        lines.append(f"| {strategy} | " + " | ".join(cells.get(n, "-") for n in points) + " |")
+    return lines
 
 
 def _task_table(tasks, strategies, stats, cell) -> list[str]:
