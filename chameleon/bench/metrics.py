@@ -242,16 +242,18 @@ def best_ratios_at(
     curves = {key: median_curve(rs, budget) for key, rs in groups.items()}
     out: dict[str, list[BestRatioAt]] = {}
     for strategy in sorted({s for s, _ in groups} - {baseline}):
+        pairs = [
+            (curve, curves[(baseline, task)])
+            for (s, task), curve in curves.items()
+            if s == strategy and (baseline, task) in curves
+        ]
         rows = []
         for n in points:
-            ratios = []
-            for (s, task), curve in curves.items():
-                base = curves.get((baseline, task))
-                if s != strategy or base is None:
-                    continue
-                mine, theirs = curve[n - 1], base[n - 1]
-                if not (math.isnan(mine) or math.isnan(theirs)):
-                    ratios.append(mine / theirs)
+            ratios = [
+                mine[n - 1] / base[n - 1]
+                for mine, base in pairs
+                if not (math.isnan(mine[n - 1]) or math.isnan(base[n - 1]))
+            ]
             if ratios:
                 rows.append(
                     BestRatioAt(n, statistics.median(ratios), sum(r < 1 for r in ratios), len(ratios))
