@@ -300,7 +300,8 @@ class Runs:
 
 @pytest.fixture(scope="module")
 def simulator(tiny_log: Path, tmp_path_factory):
-    """``run(strategy, task, *, pool_only) -> (measurements, SimRun)`` on the tiny log, seed 0.
+    """``run(strategy, task, *, pool_only, warm=()) -> (measurements, SimRun)`` on the tiny log,
+    seed 0, warm-started from the ``warm`` logs (another task's for the ``WARM`` variants).
 
     Every third measurement fails (alternately a timeout and a NaN time). No help for
     reproducibility: the simulator itself searches on one thread and seeds numpy's global RNG
@@ -323,8 +324,8 @@ def simulator(tiny_log: Path, tmp_path_factory):
             return RunnerResult(None, TIMEOUT) if ident % 2 else RunnerResult([math.nan], None)
         return original_answer(self, ident)
 
-    def run(strategy: str, task_data: TaskData, *, pool_only: bool):
-        warm = (str(other_task_log),) if strategy in WARM else ()
+    def run(strategy: str, task_data: TaskData, *, pool_only: bool, warm: tuple[str, ...] = ()):
+        warm = (str(other_task_log),) if strategy in WARM else warm
         sim = sim_run.simulate(
             dataset=dataset,
             task=task_data,
@@ -466,3 +467,36 @@ def test_cli_lists_strategies_and_which_take_settings() -> None:
     assert result.exit_code == 0, result.output
     assert all(name in result.output for name in STRATEGIES)
     assert "chameleon, chameleon-no-as, chameleon-no-bp take settings" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("warm_first_round", [0, 3])
+def test_a_warm_starts_first_agent_round_measures_warm_first_round(
+    simulator, tiny_log: Path, monkeypatch, warm_first_round: int
+) -> None:
+    """Warm-started on the same task's log, the knob model predicts before anything is measured,
+    so the first round is the agent's: ``warm_first_round`` configurations (0: ``agent_round``),
+    every later round at most ``agent_round``; the budget is spent either way."""
+    from chameleon.search.chameleon_search import ChameleonSearch
+
+    budgets: list[int] = []
+    search_class = ChameleonSearch._cls
+    original = search_class._agent_round
+
+    def spy(self, budget: int):
+        budgets.append(budget)
+        return original(self, budget)
+
+    monkeypatch.setattr(search_class, "_agent_round", spy)
+    spec = f"chameleon:agent_round=2,warm_first_round={warm_first_round}"
+    measurements, _ = simulator.run(spec, simulator.task, pool_only=False, warm=(str(tiny_log),))
+    assert budgets[0] == (warm_first_round or 2)
+    assert all(b <= 2 for b in budgets[1:])
+    assert len(measurements) == TRIALS
+
+
+def test_warm_first_round_must_not_be_negative() -> None:
+    from chameleon.search.chameleon_search import ChameleonConfig
+
+    with pytest.raises(UsageError, match="warm_first_round"):
+        ChameleonConfig(warm_first_round=-1)
