@@ -438,14 +438,12 @@ def test_a_pretrained_program_model_ranks_chameleons_first_round(simulator, monk
     assert calls and calls[0] == (ROUND, ROUND)
 
 
-@pytest.mark.slow
-def test_chameleons_agent_round_caps_the_rounds_after_the_first(simulator, monkeypatch) -> None:
-    """``agent_round=2``: every round the agent plans is given at most 2 measurements, and the run
-    still spends its whole budget."""
+def _agent_round_budgets(monkeypatch) -> list[int]:
+    """The measurements each of chameleon's agent rounds asks for, in order, filled as runs go."""
     from chameleon.search.chameleon_search import ChameleonSearch
 
     budgets: list[int] = []
-    search_class = ChameleonSearch._cls
+    search_class = ChameleonSearch._cls  # the Python class behind TVM's derived object
     original = search_class._agent_round
 
     def spy(self, budget: int):
@@ -453,6 +451,14 @@ def test_chameleons_agent_round_caps_the_rounds_after_the_first(simulator, monke
         return original(self, budget)
 
     monkeypatch.setattr(search_class, "_agent_round", spy)
+    return budgets
+
+
+@pytest.mark.slow
+def test_chameleons_agent_round_caps_the_rounds_after_the_first(simulator, monkeypatch) -> None:
+    """``agent_round=2``: every round the agent plans is given at most 2 measurements, and the run
+    still spends its whole budget."""
+    budgets = _agent_round_budgets(monkeypatch)
     measurements, _ = simulator.run("chameleon:agent_round=2", simulator.task, pool_only=False)
     assert budgets and all(b <= 2 for b in budgets)
     assert len(measurements) == TRIALS
@@ -477,17 +483,7 @@ def test_a_warm_starts_first_agent_round_measures_warm_first_round(
     """Warm-started on the same task's log, the knob model predicts before anything is measured,
     so the first round is the agent's: ``warm_first_round`` configurations (0: ``agent_round``),
     every later round at most ``agent_round``; the budget is spent either way."""
-    from chameleon.search.chameleon_search import ChameleonSearch
-
-    budgets: list[int] = []
-    search_class = ChameleonSearch._cls
-    original = search_class._agent_round
-
-    def spy(self, budget: int):
-        budgets.append(budget)
-        return original(self, budget)
-
-    monkeypatch.setattr(search_class, "_agent_round", spy)
+    budgets = _agent_round_budgets(monkeypatch)
     spec = f"chameleon:agent_round=2,warm_first_round={warm_first_round}"
     measurements, _ = simulator.run(spec, simulator.task, pool_only=False, warm=(str(tiny_log),))
     assert budgets[0] == (warm_first_round or 2)
