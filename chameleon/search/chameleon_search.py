@@ -96,8 +96,9 @@ class ChameleonConfig:
     first round is an agent round on that model alone; it measures this many configurations, one
     per k-means cluster of its plan, so the first measurements spread over the region the other
     devices favour instead of falling on its top 2. 0: ``agent_round``, like the rounds after it.
-    Not measured yet against 0 (experiments/results/README.md, "CPU warm start with today's default
-    search": the warm runs ended slower than cold ones on 3 of 11 tasks)."""
+    Measured on one task only (experiments/results/README.md, "A wider first round under a warm
+    start"): there two identical cold runs ended 1.40x apart, more than 8 against 0 changed; the
+    warm-start set of session 21 had ended slower than cold on 3 of 11 tasks with 0."""
     search_threads: int = 0
     """Threads that replay and post-process configurations (the shortlist's, the sampler's);
     0: the tune context's (``num_threads``: the physical cores, as MetaSchedule's own search).
