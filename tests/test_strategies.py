@@ -416,50 +416,42 @@ def test_pool_only_answers_only_recorded_configurations(runs: Runs) -> None:
     assert runs.pool_only_sim.hits == len(runs.pool_only)
 
 
-@pytest.mark.slow
-def test_a_pretrained_program_model_ranks_chameleons_first_round(simulator, monkeypatch) -> None:
-    """Warm-started on another task's log, chameleon's first round is the program model's pick
-    among random valid configurations; a cold chameleon's is plain random."""
+def _round_calls(monkeypatch, method: str) -> list[tuple[int, int]]:
+    """(budget asked, configurations chosen) of each call to one of chameleon's round methods
+    (``_agent_round``, ``_ranked_random_round``), in order, filled as runs go."""
     from chameleon.search.chameleon_search import ChameleonSearch
 
     calls: list[tuple[int, int]] = []
     search_class = ChameleonSearch._cls  # the Python class behind TVM's derived object
-    original = search_class._ranked_random_round
+    original = getattr(search_class, method)
 
     def spy(self, budget: int):
         chosen = original(self, budget)
         calls.append((budget, len(chosen)))
         return chosen
 
-    monkeypatch.setattr(search_class, "_ranked_random_round", spy)
+    monkeypatch.setattr(search_class, method, spy)
+    return calls
+
+
+@pytest.mark.slow
+def test_a_pretrained_program_model_ranks_chameleons_first_round(simulator, monkeypatch) -> None:
+    """Warm-started on another task's log, chameleon's first round is the program model's pick
+    among random valid configurations; a cold chameleon's is plain random."""
+    calls = _round_calls(monkeypatch, "_ranked_random_round")
     simulator.run("chameleon", simulator.task, pool_only=False)
     assert calls == []
     simulator.run("chameleon+warm", simulator.task, pool_only=False)
     assert calls and calls[0] == (ROUND, ROUND)
 
 
-def _agent_round_budgets(monkeypatch) -> list[int]:
-    """The measurements each of chameleon's agent rounds asks for, in order, filled as runs go."""
-    from chameleon.search.chameleon_search import ChameleonSearch
-
-    budgets: list[int] = []
-    search_class = ChameleonSearch._cls  # the Python class behind TVM's derived object
-    original = search_class._agent_round
-
-    def spy(self, budget: int):
-        budgets.append(budget)
-        return original(self, budget)
-
-    monkeypatch.setattr(search_class, "_agent_round", spy)
-    return budgets
-
-
 @pytest.mark.slow
 def test_chameleons_agent_round_caps_the_rounds_after_the_first(simulator, monkeypatch) -> None:
     """``agent_round=2``: every round the agent plans is given at most 2 measurements, and the run
     still spends its whole budget."""
-    budgets = _agent_round_budgets(monkeypatch)
+    calls = _round_calls(monkeypatch, "_agent_round")
     measurements, _ = simulator.run("chameleon:agent_round=2", simulator.task, pool_only=False)
+    budgets = [budget for budget, _ in calls]
     assert budgets and all(b <= 2 for b in budgets)
     assert len(measurements) == TRIALS
 
@@ -483,9 +475,10 @@ def test_a_warm_starts_first_agent_round_measures_warm_first_round(
     """Warm-started on the same task's log, the knob model predicts before anything is measured,
     so the first round is the agent's: ``warm_first_round`` configurations (0: ``agent_round``),
     every later round at most ``agent_round``; the budget is spent either way."""
-    budgets = _agent_round_budgets(monkeypatch)
+    calls = _round_calls(monkeypatch, "_agent_round")
     spec = f"chameleon:agent_round=2,warm_first_round={warm_first_round}"
     measurements, _ = simulator.run(spec, simulator.task, pool_only=False, warm=(str(tiny_log),))
+    budgets = [budget for budget, _ in calls]
     assert budgets[0] == (warm_first_round or 2)
     assert all(b <= 2 for b in budgets[1:])
     assert len(measurements) == TRIALS
