@@ -297,6 +297,47 @@ def test_random_configs_come_from_the_sampler_and_the_prior_picks_among_them(den
     )
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 8, 13])
+def test_even_sketches_cover_every_prefix_evenly(dense_search, n):
+    space = dense_search.space
+    count = len(space.sketches)
+    assert count > 1
+    sketches = space.even_sketches(np.random.default_rng(n), n)
+    assert len(sketches) == n
+    for m in range(n + 1):
+        per_sketch = np.bincount(sketches[:m], minlength=count)
+        assert per_sketch.max() - per_sketch.min() <= 1
+
+
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_even_sketches_spread_random_configs_over_the_sketches(dense_search, with_prior):
+    from dataclasses import replace
+
+    from chameleon.hardware.priors import BlueprintPrior
+
+    search = dense_search
+    config, count = search.config, len(search.space.sketches)
+    search.config = replace(config, even_sketches=True)
+    search.rng = np.random.default_rng(3)
+    if with_prior:
+        search.prior = BlueprintPrior(space=search.space, blueprint=search.blueprint)
+    try:
+        picked = search._random_configs(4 * count)
+    finally:
+        search.config, search.prior = config, None
+    assert len(set(picked)) == len(picked) == 4 * count
+    assert np.bincount([s for s, _ in picked], minlength=count).tolist() == [4] * count
+
+
+def test_sampling_given_sketches_draws_from_them(dense_search):
+    space = dense_search.space
+    last = len(space.sketches) - 1
+    drawn = space.sample_many(np.random.default_rng(0), 6, sketches=[last] * 6)
+    assert [d[0][0] for d in drawn] == [last] * 6  # a dense task's draws are all valid
+    with pytest.raises(ValueError, match="2 sketches for 3 draws"):
+        space.sample_many(np.random.default_rng(0), 3, sketches=[0, 0])
+
+
 @pytest.mark.parametrize("seed", [0, 5])
 def test_threaded_sampling_draws_and_returns_what_one_by_one_does(dense_search, seed):
     space = dense_search.space

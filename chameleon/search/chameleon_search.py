@@ -99,6 +99,13 @@ class ChameleonConfig:
     Measured on one task only (experiments/results/README.md, "A wider first round under a warm
     start"): there two identical cold runs ended 1.40x apart, more than 8 against 0 changed; the
     warm-start set of session 21 had ended slower than cold on 3 of 11 tasks with 0."""
+    even_sketches: bool = False
+    """Random configurations (the first round, the agent's fresh episode starts) cover the sketches
+    evenly instead of drawing each one's sketch at random. With random sketches, the draws of a
+    seed fall alike on every task (the same stream of sketch choices): with seed 2 the 8
+    configurations of the first round came from one sketch on 4 of the 11 ResNet-18 conv tasks
+    (from both sketches, 4 and 4, on 8 tasks with seed 1), and the runs that started on one sketch
+    were slower at the end than the same task's runs that started on both."""
     search_threads: int = 0
     """Threads that replay and post-process configurations (the shortlist's, the sampler's);
     0: the tune context's (``num_threads``: the physical cores, as MetaSchedule's own search).
@@ -329,12 +336,22 @@ class ChameleonSearch(PySearchStrategy):
     def _random_configs(self, n: int, replayed: dict | None = None) -> list[Config]:
         """``n`` fresh configurations from MetaSchedule's own sampler (see
         :meth:`KnobSpace.sample_config`); with a blueprint, the prior picks them from a larger
-        pool. Distinct; callers skip what is taken. ``replayed``: where to keep
+        pool. With ``even_sketches``, each sketch gets its share of them. Distinct; callers skip what is taken. ``replayed``: where to keep
         the picked configurations' sampled schedules, for :meth:`_materialize`."""
-        pool_size = n * (self.config.prior_oversample if self.prior is not None else 1)
-        drawn = dict(d for d in self.space.sample_many(self.rng, pool_size, threads=self.threads) if d)
+        oversample = self.config.prior_oversample if self.prior is not None else 1
+        wanted = self.space.even_sketches(self.rng, n) if self.config.even_sketches else None
+        sketches = None if wanted is None else np.repeat(wanted, oversample)
+        samples = self.space.sample_many(self.rng, n * oversample, threads=self.threads, sketches=sketches)
+        drawn = dict(d for d in samples if d)
         pool = list(drawn)
-        picked = self.prior.choose(pool, n, self.rng) if self.prior is not None else pool
+        if self.prior is None:
+            picked = pool
+        elif wanted is None:
+            picked = self.prior.choose(pool, n, self.rng)
+        else:  # the prior picks within each sketch, so the picks stay as even as the draws
+            picked = []
+            for s, count in zip(*np.unique(wanted, return_counts=True), strict=True):
+                picked += self.prior.choose([c for c in pool if c[0] == s], int(count), self.rng)
         if replayed is not None:
             replayed.update((c, drawn[c]) for c in picked)
         return picked

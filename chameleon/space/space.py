@@ -185,15 +185,36 @@ class KnobSpace:
         return self._sample_drawn(self._draw(rng))
 
     def sample_many(
-        self, rng: np.random.Generator, n: int, *, threads: int = 1
+        self,
+        rng: np.random.Generator,
+        n: int,
+        *,
+        threads: int = 1,
+        sketches: Sequence[int] | None = None,
     ) -> list[tuple[Config, Schedule] | None]:
         """``n`` calls of :meth:`sample`, replayed on up to ``threads`` threads: the same draws
-        from ``rng``, in the same order, and the same results as one call after another."""
-        return map_threads(self._sample_drawn, [self._draw(rng) for _ in range(n)], threads)
+        from ``rng``, in the same order, and the same results as one call after another.
+        ``sketches``: the sketch of each of the ``n`` draws instead of a random one (see
+        :meth:`even_sketches`)."""
+        if sketches is None:
+            draws = [self._draw(rng) for _ in range(n)]
+        elif len(sketches) != n:
+            raise ValueError(f"{len(sketches)} sketches for {n} draws")
+        else:
+            draws = [self._draw(rng, sketch=int(s)) for s in sketches]
+        return map_threads(self._sample_drawn, draws, threads)
 
-    def _draw(self, rng: np.random.Generator) -> tuple[int, int]:
-        """What a sample takes from ``rng``: a sketch, then the seed its replay samples with."""
-        s = int(rng.integers(len(self.sketches)))
+    def even_sketches(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` sketch indices that cover the sketches evenly: one random permutation of them
+        after another, so any first ``m`` hold each sketch ``m // S`` or ``m // S + 1`` times."""
+        count = len(self.sketches)
+        rounds = [rng.permutation(count) for _ in range(-(-n // count))]
+        return np.concatenate(rounds)[:n] if rounds else np.zeros(0, dtype=np.int64)
+
+    def _draw(self, rng: np.random.Generator, sketch: int | None = None) -> tuple[int, int]:
+        """What a sample takes from ``rng``: a sketch (unless given), then the seed its replay
+        samples with."""
+        s = int(rng.integers(len(self.sketches))) if sketch is None else sketch
         return s, int(rng.integers(1, 2**30))
 
     def _sample_drawn(self, drawn: tuple[int, int]) -> tuple[Config, Schedule] | None:
