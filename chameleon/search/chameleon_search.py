@@ -101,11 +101,11 @@ class ChameleonConfig:
     warm-start set of session 21 had ended slower than cold on 3 of 11 tasks with 0."""
     even_sketches: bool = False
     """Random configurations (the first round, the agent's fresh episode starts) cover the sketches
-    evenly instead of drawing each one's sketch at random. With random sketches, the draws of a
-    seed fall alike on every task (the same stream of sketch choices): with seed 2 the 8
-    configurations of the first round came from one sketch on 4 of the 11 ResNet-18 conv tasks
-    (from both sketches, 4 and 4, on 8 tasks with seed 1), and the runs that started on one sketch
-    were slower at the end than the same task's runs that started on both."""
+    evenly (and the blueprint prior picks among each sketch's draws) instead of drawing each one's
+    sketch at random. With random sketches, a seed's draws lean alike on every task (the sketch
+    choices come first from the seed's stream): with seed 2, none of the first round's 8 came from
+    one of the 3 sketches on 4 of the 11 ResNet-18 conv tasks, and the prior's pick can lean further
+    (experiments/results/README.md, "Seed 3 on all 11 tasks")."""
     search_threads: int = 0
     """Threads that replay and post-process configurations (the shortlist's, the sampler's);
     0: the tune context's (``num_threads``: the physical cores, as MetaSchedule's own search).
