@@ -104,7 +104,7 @@ class ChameleonConfig:
     evenly (and the blueprint prior picks among each sketch's draws) instead of drawing each one's
     sketch at random. With random sketches, a seed's draws lean alike on every task (the sketch
     choices come first from the seed's stream): with seed 2, none of the first round's 8 came from
-    one of the 3 sketches on 4 of the 11 ResNet-18 conv tasks, and the prior's pick can lean further
+    one of the 3 sketches on 4 of the 11 ResNet-18 conv tasks, and the prior's pick may lean further
     (experiments/results/README.md, "Seed 3 on all 11 tasks")."""
     search_threads: int = 0
     """Threads that replay and post-process configurations (the shortlist's, the sampler's);
