@@ -339,8 +339,9 @@ class ChameleonSearch(PySearchStrategy):
     def _random_configs(self, n: int, replayed: dict | None = None) -> list[Config]:
         """``n`` fresh configurations from MetaSchedule's own sampler (see
         :meth:`KnobSpace.sample_config`); with a blueprint, the prior picks them from a larger
-        pool. With ``even_sketches``, each sketch gets its share of them. Distinct; callers skip what is taken. ``replayed``: where to keep
-        the picked configurations' sampled schedules, for :meth:`_materialize`."""
+        pool. With ``even_sketches``, each sketch gets its share of them. Distinct; callers skip
+        what is taken. ``replayed``: where to keep the picked configurations' sampled schedules,
+        for :meth:`_materialize`."""
         oversample = self.config.prior_oversample if self.prior is not None else 1
         wanted = self.space.even_sketches(self.rng, n) if self.config.even_sketches else None
         sketches = None if wanted is None else np.repeat(wanted, oversample)
