@@ -380,15 +380,19 @@ def test_threaded_materialize_matches_one_by_one(dense_search):
             tvm.ir.assert_structural_equal(a.mod, b.mod)
 
 
+def _sample_configs(search, n: int, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    return list(dict.fromkeys(c for c in (search.space.sample_config(rng) for _ in range(n)) if c))
+
+
 @pytest.mark.parametrize("spent", [0.0, 0.5, 1.0])
 def test_exploit_share_measures_the_top_of_the_plan_late_in_the_budget(dense_search, spent):
     """With ``exploit_share=1`` the greedy part grows with the budget spent: none in the first
     round, half at mid-budget, the whole round at the end; the rest are distinct cluster picks."""
     import dataclasses
 
-    search, rng = dense_search, np.random.default_rng(3)
-    configs = list(dict.fromkeys(c for c in (search.space.sample_config(rng) for _ in range(200)) if c))
-    configs = [c for c in configs if search._materialize(c, {}) is not None][:48]
+    search = dense_search
+    configs = [c for c in _sample_configs(search, 200, 3) if search._materialize(c, {}) is not None][:48]
     plan_ids, plan_idx = search.space.as_arrays(configs)
     scores = np.linspace(1.0, 0.0, len(configs))  # the plan is ranked: first = best predicted
     old = search.config
@@ -401,6 +405,55 @@ def test_exploit_share_measures_the_top_of_the_plan_late_in_the_budget(dense_sea
     greedy = int(round(8 * spent))
     assert len(chosen) == 8 and len(set(chosen)) == 8
     assert chosen[:greedy] == configs[:greedy]
+
+
+@pytest.mark.parametrize(
+    ("floor", "counts", "barren", "expected"),
+    [  # the dense task has 3 sketches; a sketch's share is floor * measured / 3
+        (0.0, [9, 0, 0], set(), None),  # off
+        (0.5, [9, 0, 3], set(), 1),  # 0 of its 2
+        (0.5, [6, 1, 5], set(), 1),  # 1 of its 2
+        (0.5, [6, 2, 4], set(), None),  # each has its 2
+        (0.5, [9, 0, 3], {1}, None),  # barren sketches are left alone
+        (1.0, [0, 1, 8], set(), 0),  # 0 and 1 of their 3: the furthest below
+    ],
+)
+def test_sketch_floor_names_the_sketch_furthest_below_its_share(
+    dense_search, floor, counts, barren, expected
+):
+    import dataclasses
+
+    search = dense_search
+    assert len(search.space.sketches) == 3
+    by_sketch = {s: [c for c in _sample_configs(search, 400, 7) if c[0] == s] for s in range(3)}
+    old = search.config, search.measured, getattr(search, "barren", set())
+    search.config = dataclasses.replace(old[0], sketch_floor=floor)
+    search.measured = {c: 1.0 for s, n in enumerate(counts) for c in by_sketch[s][:n]}
+    search.barren = set(barren)
+    try:
+        assert search._lagging_sketch() == expected
+    finally:
+        search.config, search.measured, search.barren = old
+
+
+def test_the_floor_measures_the_best_ranked_valid_config_of_the_lagging_sketch_first(dense_search):
+    from types import SimpleNamespace
+
+    search = dense_search
+    configs = _sample_configs(search, 200, 11)
+    ids, idx = search.space.as_arrays(configs)
+    rewards = np.arange(len(configs), dtype=np.float64)  # the last visited ranks best
+    exploration = SimpleNamespace(configs=idx, sketch_ids=ids, rewards=rewards)
+    best_of_1 = next(c for c in reversed(configs) if c[0] == 1 and search._materialize(c, {}) is not None)
+    search._schedules, search.barren = {}, set()
+    [(picked, sch)] = search._best_of_sketch(exploration, 1)
+    assert picked == best_of_1 and sch is not None
+    plan_ids, plan_idx = search.space.as_arrays(configs[::-1])
+    rest = search._choose(plan_ids, plan_idx, rewards[::-1].copy(), 3, taken={picked})
+    assert len(rest) == 3 and picked not in {c for c, _ in rest}
+    nothing = SimpleNamespace(configs=idx[ids == 0], sketch_ids=ids[ids == 0], rewards=rewards[ids == 0])
+    assert search._best_of_sketch(nothing, 1) == [] and search.barren == {1}
+    search.barren = set()
 
 
 def test_a_used_up_space_ends_the_round_without_drawing_on(monkeypatch):

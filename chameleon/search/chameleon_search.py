@@ -109,6 +109,14 @@ class ChameleonConfig:
     Zen 5, 5 passes 0.25 s apart) even sketches ended on faster code than random ones on 8 tasks,
     0.865x in median, and reached the target in 8 runs against 4 (experiments/results/README.md,
     "Sketches drawn evenly"); one seed, and the seed chosen for its lopsided first rounds."""
+    sketch_floor: float = 0.0
+    """Each sketch keeps at least this share of an even split of the measurements: while one has
+    fewer than ``sketch_floor * measured / sketches``, each round first measures the agent's
+    best-ranked unmeasured configuration of it (the sketch furthest below). A run that settles in
+    one sketch's region early keeps learning the others, so the cost model can tell when another
+    sketch's best is faster (the 3 sketches of a ResNet-18 conv task: runs of one task that ended
+    far apart had spent 6-7 of 128 measurements on the sketch of the fastest runs). 0: off.
+    A sketch that gives no valid configuration when asked is left alone for the rest of the task."""
     search_threads: int = 0
     """Threads that replay and post-process configurations (the shortlist's, the sampler's);
     0: the tune context's (``num_threads``: the physical cores, as MetaSchedule's own search).
@@ -142,6 +150,8 @@ class ChameleonConfig:
             raise UsageError(
                 f"agent_round must be 0 (the tuner's round size) or more, not {self.agent_round}"
             )
+        if not 0.0 <= self.sketch_floor <= 1.0:
+            raise UsageError(f"sketch_floor must be in [0, 1], not {self.sketch_floor}")
         if not 0.0 <= self.exploit_share <= 1.0:
             raise UsageError(f"exploit_share must be in [0, 1], not {self.exploit_share}")
         if self.representative not in ("centroid", "best"):
@@ -205,6 +215,8 @@ class ChameleonSearch(PySearchStrategy):
         self.measured: dict[Config, float] = {}
         self.invalid: set[Config] = set()
         self.pending: list[Config] = []
+        self.barren: set[int] = set()
+        """Sketches whose best-ranked configurations were all invalid when ``sketch_floor`` asked."""
         self.model = KnobCostModel(config=self.config.model, seed=self.seed)
         self.agent = PPOAgent(num_knobs=kmax, extra_dim=n_sketch, config=self.config.ppo, seed=self.seed)
         self.prior = None
@@ -502,25 +514,53 @@ class ChameleonSearch(PySearchStrategy):
             reward_fn=reward_fn,
         )
         self.agent.update(exploration)
+        lagging = self._lagging_sketch()
+        floor = [] if lagging is None else self._best_of_sketch(exploration, lagging)
         plan_ids, plan_idx, scores = self._plan(
             exploration.configs, exploration.sketch_ids, exploration.rewards
         )
         plan_ids, plan_idx, scores = self._rerank(plan_ids, plan_idx, scores)
-        return self._choose(plan_ids, plan_idx, scores, budget)
+        taken = {c for c, _ in floor}
+        return floor + self._choose(plan_ids, plan_idx, scores, budget - len(floor), taken)
 
-    def _choose(self, plan_ids, plan_idx, scores, budget: int) -> list[tuple[Config, object]]:
-        """The round's measurements from the ranked plan: its top share (``exploit_share``),
-        then one representative per cluster of the plan."""
-        if len(plan_ids) == 0:
+    def _lagging_sketch(self) -> int | None:
+        """The sketch furthest below its ``sketch_floor`` share of the measurements, or None."""
+        n_sketch = len(self.space.sketches)
+        if not self.config.sketch_floor or n_sketch < 2:
+            return None
+        counts = np.bincount([s for s, _ in self.measured], minlength=n_sketch).astype(np.float64)
+        shortfall = self.config.sketch_floor * len(self.measured) / n_sketch - counts
+        shortfall[list(self.barren)] = 0.0
+        s = int(np.argmax(shortfall))
+        return s if shortfall[s] > 0 else None
+
+    def _best_of_sketch(self, exploration, sketch: int) -> list[tuple[Config, object]]:
+        """The best-ranked valid unmeasured configuration the agent visited in ``sketch`` (ranked
+        like the plan); none found: the sketch is barren from now on."""
+        rows = exploration.sketch_ids == sketch
+        ids, idx, scores = self._plan(
+            exploration.configs[rows], exploration.sketch_ids[rows], exploration.rewards[rows]
+        )
+        best = self._take_top(*self._rerank(ids, idx, scores)[:2], 1)
+        if not best:
+            self.barren.add(sketch)
+        return best
+
+    def _choose(
+        self, plan_ids, plan_idx, scores, budget: int, taken: frozenset | set = frozenset()
+    ) -> list[tuple[Config, object]]:
+        """The round's measurements from the ranked plan, none of ``taken``: its top share
+        (``exploit_share``), then one representative per cluster of the plan."""
+        if len(plan_ids) == 0 or budget <= 0:
             return []
         if (
             not self.config.adaptive_sampling
             or len(plan_ids) <= budget
             and len(plan_ids) < self.config.k_step
         ):
-            return self._take_top(plan_ids, plan_idx, budget)
-        greedy = self._take_top(plan_ids, plan_idx, self._exploit_count(budget))
-        taken = {c for c, _ in greedy}
+            return self._take_top(plan_ids, plan_idx, budget, taken)
+        greedy = self._take_top(plan_ids, plan_idx, self._exploit_count(budget), taken)
+        taken = set(taken) | {c for c, _ in greedy}
         return greedy + self._sample_adaptively(plan_ids, plan_idx, scores, budget - len(greedy), taken)
 
     def _exploit_count(self, budget: int) -> int:
@@ -578,9 +618,9 @@ class ChameleonSearch(PySearchStrategy):
     def _config(self, sid: int, row: np.ndarray) -> Config:
         return int(sid), tuple(int(v) for v in row[: len(self.space.option_counts(int(sid)))])
 
-    def _take_top(self, plan_ids, plan_idx, budget) -> list[tuple[Config, object]]:
+    def _take_top(self, plan_ids, plan_idx, budget, taken=frozenset()) -> list[tuple[Config, object]]:
         configs = (self._config(sid, row) for sid, row in zip(plan_ids, plan_idx, strict=True))
-        return self._first_valid(configs, budget, cache=self._schedules)
+        return self._first_valid((c for c in configs if c not in taken), budget, cache=self._schedules)
 
     def _sample_adaptively(
         self, plan_ids, plan_idx, scores, budget, taken: set[Config]
