@@ -4,7 +4,7 @@
 
 A run directory is what experiments/bench.py writes under experiments/results/runs/ (a MetaSchedule
 database, run.json, timeline.jsonl). Prints, per run: the best latency, its sketch and the measurement
-that found it, the measurements per sketch, and the sketch of every measurement in order.
+that found it, the measurements per sketch and the best of each, and the sketch of every measurement in order.
 """
 
 from __future__ import annotations
@@ -67,7 +67,16 @@ def main(paths: list[str]) -> None:
             f"{run_dir}: {len(space.sketches)} sketches; best {best.latency_s * 1e3:.3f} ms, "
             f"sketch {sketch.get(best.key, '?')}, measurement {best.n}"
         )
-        print(f"  per sketch: {dict(sorted(collections.Counter(order).items()))}")
+        counts = collections.Counter(order)
+        best_of = {}
+        for m, s in zip(timeline, order, strict=True):
+            if m.ok:
+                best_of[s] = min(best_of.get(s, m.latency_s), m.latency_s)
+        per_sketch = (
+            f"{s}: {n}" + (f" (best {best_of[s] * 1e3:.3f})" if s in best_of else "")
+            for s, n in sorted(counts.items())
+        )
+        print(f"  per sketch: {', '.join(per_sketch)}")
         print(f"  in order:   {''.join(order)}")
 
 
