@@ -116,7 +116,10 @@ class ChameleonConfig:
     one sketch's region early keeps learning the others, so the cost model can tell when another
     sketch's best is faster (the 3 sketches of a ResNet-18 conv task: runs of one task that ended
     far apart had spent 6-7 of 128 measurements on the sketch of the fastest runs). 0: off.
-    A sketch that gives no valid configuration when asked is left alone for the rest of the task."""
+    A sketch that gives no valid configuration when asked is left alone for the rest of the task.
+    Session 18 simulated the same rule at a 20% share per sketch and dropped it (final latency
+    1.094x, 2 tasks x 2 seeds; experiments/results/README.md, "A measurement per round for an
+    under-measured sketch"); this one is measured on the hardware (same log, "A floor per sketch")."""
     search_threads: int = 0
     """Threads that replay and post-process configurations (the shortlist's, the sampler's);
     0: the tune context's (``num_threads``: the physical cores, as MetaSchedule's own search).
