@@ -116,7 +116,8 @@ class ChameleonConfig:
     one sketch's region early keeps learning the others, so the cost model can tell when another
     sketch's best is faster (the 3 sketches of a ResNet-18 conv task: runs of one task that ended
     far apart had spent 6-7 of 128 measurements on the sketch of the fastest runs). 0: off.
-    A sketch that gives no valid configuration when asked is left alone for the rest of the task.
+    A sketch where a round finds no valid unmeasured configuration of it is left alone for the rest
+    of the task.
     Session 18 simulated the same rule at a 20% share per sketch and dropped it (final latency
     1.094x, 2 tasks x 2 seeds; experiments/results/README.md, "A measurement per round for an
     under-measured sketch"). On the hardware at 0.5 (seed 3, the 11 ResNet-18 conv tasks, Zen 5): final
@@ -221,7 +222,7 @@ class ChameleonSearch(PySearchStrategy):
         self.invalid: set[Config] = set()
         self.pending: list[Config] = []
         self.barren: set[int] = set()
-        """Sketches whose best-ranked configurations were all invalid when ``sketch_floor`` asked."""
+        """Sketches where ``sketch_floor`` found no valid unmeasured configuration among the agent's visits."""
         self.model = KnobCostModel(config=self.config.model, seed=self.seed)
         self.agent = PPOAgent(num_knobs=kmax, extra_dim=n_sketch, config=self.config.ppo, seed=self.seed)
         self.prior = None
