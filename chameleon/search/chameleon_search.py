@@ -122,7 +122,7 @@ class ChameleonConfig:
     1.094x, 2 tasks x 2 seeds; experiments/results/README.md, "A measurement per round for an
     under-measured sketch"). On the hardware at 0.5 (seed 3, the 11 ResNet-18 conv tasks, Zen 5): final
     latency 0.957x the default's, faster on 7 tasks, behind until ~64 measurements (same log, "A floor per
-    sketch"); one seed, so off."""
+    sketch"); on seed 2's first 6 tasks slower on 4, so off."""
     search_threads: int = 0
     """Threads that replay and post-process configurations (the shortlist's, the sampler's);
     0: the tune context's (``num_threads``: the physical cores, as MetaSchedule's own search).
