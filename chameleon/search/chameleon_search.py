@@ -105,10 +105,11 @@ class ChameleonConfig:
     sketch at random (False: the default until session 24, which every earlier result used). With
     random sketches, a seed's draws lean alike on every task (the sketch choices come first from the
     seed's stream): with seed 2, none of the first round's 8 came from one of the 3 sketches on 4 of
-    the 11 ResNet-18 conv tasks, and the prior's pick may lean further. On those 11 tasks (seed 2,
-    Zen 5, 5 passes 0.25 s apart) even sketches ended on faster code than random ones on 8 tasks,
-    0.865x in median, and reached the target in 8 runs against 4 (experiments/results/README.md,
-    "Sketches drawn evenly"); one seed, and the seed chosen for its lopsided first rounds."""
+    the 11 ResNet-18 conv tasks, and the prior's pick may lean further. On those 11 tasks (Zen 5,
+    5 passes 0.25 s apart, seeds 1-3) even sketches ended on code 0.974x as fast as random ones in
+    median (1.016, 0.865 and 0.933 on the seeds alone), faster on 9 tasks, and 13 of 33 runs reached
+    the target against 6 (experiments/results/README.md, "Sketches drawn evenly" and "Even sketches
+    on seeds 1 and 3")."""
     sketch_floor: float = 0.0
     """Each sketch keeps at least this share of an even split of the measurements: while one has
     fewer than ``sketch_floor * measured / sketches``, each round first measures the agent's
@@ -534,7 +535,7 @@ class ChameleonSearch(PySearchStrategy):
         n_sketch = len(self.space.sketches)
         if not self.config.sketch_floor or n_sketch < 2:
             return None
-        counts = np.bincount([s for s, _ in self.measured], minlength=n_sketch).astype(np.float64)
+        counts = np.bincount([s for s, _ in self.measured], minlength=n_sketch)
         shortfall = self.config.sketch_floor * len(self.measured) / n_sketch - counts
         shortfall[list(self.barren)] = 0.0
         s = int(np.argmax(shortfall))
